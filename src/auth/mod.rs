@@ -1,0 +1,62 @@
+//! Who is connecting: client authentication and the identities it yields.
+//!
+//! An [`Identity`] is a name and its roles. Duty rules name roles, never identities. Nothing here
+//! ever holds a plaintext password: the identities file stores SCRAM verifiers only.
+
+mod identities;
+pub mod scram;
+
+pub use identities::{Identities, IdentityEntry, entry_for};
+
+use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
+
+/// An authenticated client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The identity's name (the startup `user`).
+    pub name: String,
+    /// The pgward roles it holds.
+    pub roles: Vec<String>,
+}
+
+/// Authentication failures.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Unknown identity or wrong password. One message for both, so that a client cannot learn
+    /// which identities exist.
+    #[error("password authentication failed for user \"{user}\"")]
+    Failed {
+        /// The name the client gave.
+        user: String,
+    },
+    /// The client broke the SASL exchange.
+    #[error("malformed SCRAM message: {0}")]
+    Protocol(&'static str),
+    /// The identities file is unreadable or invalid.
+    #[error("{path}: {message}")]
+    Identities {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl ToErrorResponse for Error {
+    fn sqlstate(&self) -> SqlState {
+        match self {
+            Error::Failed { .. } => SqlState::INVALID_PASSWORD,
+            Error::Protocol(_) => SqlState::PROTOCOL_VIOLATION,
+            Error::Identities { .. } => SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
+        }
+    }
+    fn severity(&self) -> Severity {
+        Severity::Fatal
+    }
+    fn side(&self) -> Side {
+        match self {
+            Error::Identities { .. } => Side::Internal,
+            _ => Side::Client,
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! Subcommands: one file each.
+
+mod demo;
+mod passwd;
+mod serve;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// pgward: a PostgreSQL wire-protocol firewall.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the proxy.
+    Serve {
+        /// The configuration file.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Print an identities-file entry for NAME with a SCRAM verifier of a password read from the
+    /// terminal (or the first line of standard input).
+    Passwd {
+        /// The identity's name.
+        name: String,
+        /// Roles to give it, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+    },
+    /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
+    Demo {
+        /// Where pgward listens.
+        #[arg(long, default_value = "127.0.0.1:6432")]
+        listen: std::net::SocketAddr,
+    },
+}
+
+/// Runs the chosen subcommand.
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.command {
+        Command::Serve { config } => serve::run(&config),
+        Command::Passwd { name, roles } => passwd::run(&name, &roles),
+        Command::Demo { listen } => demo::run(listen),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the default `info`.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}

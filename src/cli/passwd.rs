@@ -1,0 +1,26 @@
+//! `pgward passwd NAME`
+
+use std::io::{BufRead, IsTerminal};
+use std::process::ExitCode;
+
+use anyhow::bail;
+
+pub fn run(name: &str, roles: &[String]) -> anyhow::Result<ExitCode> {
+    let password = if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("Password for {name}: "))?;
+        let again = rpassword::prompt_password("Again: ")?;
+        if first != again {
+            bail!("passwords do not match");
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line)?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    print!("{}", pgward::auth::entry_for(name, &password, roles));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,91 @@
+//! A serde mirror of the configuration file. Nothing here is validated beyond its shape; unknown
+//! keys are errors so that a typo never silently falls back to a default.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The whole file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// `address:port` to accept clients on.
+    pub listen: Spanned<String>,
+    /// Path of the identities file.
+    pub identities: Spanned<String>,
+    /// Directory of rule files.
+    pub rules: Option<Spanned<String>>,
+    /// Directory for pgward's own state (audit log, approvals, keys).
+    pub data_dir: Option<Spanned<String>>,
+    /// Largest protocol message accepted from either peer, in bytes.
+    pub max_message_bytes: Option<Spanned<u64>>,
+    /// How long a client may take from connecting to finishing authentication, e.g. `"30s"`.
+    pub startup_timeout: Option<Spanned<String>>,
+    /// Client-facing TLS.
+    pub tls: Option<RawTls>,
+    /// The PostgreSQL server pgward protects.
+    pub upstream: RawUpstream,
+}
+
+/// `[tls]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    /// `disable`, `allow` or `require`.
+    pub mode: Spanned<TlsMode>,
+    /// PEM certificate chain.
+    pub cert: Option<Spanned<String>>,
+    /// PEM private key.
+    pub key: Option<Spanned<String>>,
+}
+
+/// Whether clients may or must use TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// SSLRequest is answered 'N'.
+    Disable,
+    /// TLS when the client asks for it, plaintext otherwise.
+    Allow,
+    /// A client that does not start TLS is refused.
+    Require,
+}
+
+/// `[upstream]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    /// Server host name or address.
+    pub host: Spanned<String>,
+    /// Server port, 5432 by default.
+    pub port: Option<u16>,
+    /// The login pgward uses on the server.
+    pub user: Spanned<String>,
+    /// Name of an environment variable holding the password.
+    pub password_env: Option<Spanned<String>>,
+    /// Path of a file holding the password.
+    pub password_file: Option<Spanned<String>>,
+    /// `disable`, `prefer`, `require` or `verify-full`.
+    pub sslmode: Option<Spanned<SslMode>>,
+    /// CA certificates (PEM) for `verify-full`.
+    pub ca_file: Option<Spanned<String>>,
+    /// How long to wait for the server to accept and authenticate, e.g. `"5s"`.
+    pub connect_timeout: Option<Spanned<String>>,
+    /// Client database name → server database name; `"*"` maps every other name.
+    pub databases: Option<Spanned<BTreeMap<String, String>>>,
+}
+
+/// Upstream TLS, as libpq's `sslmode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslMode {
+    /// Plaintext only.
+    Disable,
+    /// TLS if the server offers it, without verifying the certificate.
+    Prefer,
+    /// TLS always, without verifying the certificate.
+    Require,
+    /// TLS always, certificate verified against `ca_file` and the host name.
+    VerifyFull,
+}

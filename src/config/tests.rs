@@ -1,0 +1,102 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+listen = "127.0.0.1:6432"
+identities = "identities.toml"
+
+[upstream]
+host = "127.0.0.1"
+user = "pgward"
+password_env = "PGWARD_TEST_PW"
+"#;
+
+fn env() -> HashMap<String, String> {
+    HashMap::from([("PGWARD_TEST_PW".to_owned(), "s3cret".to_owned())])
+}
+
+fn parse(text: &str) -> Result<Config, Error> {
+    Config::parse(text, "pgward.toml", Path::new("/etc/pgward"), &env())
+}
+
+fn invalid(text: &str) -> (usize, String, String) {
+    match parse(text) {
+        Err(Error::Invalid {
+            line, key, message, ..
+        }) => (line, key, message),
+        other => panic!("expected an invalid-config error, got {other:?}"),
+    }
+}
+
+#[test]
+fn minimal_config_has_sane_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.listen.port(), 6432);
+    assert_eq!(c.upstream.port, 5432);
+    assert_eq!(c.upstream.sslmode, SslMode::Prefer);
+    assert_eq!(c.tls.mode, TlsMode::Disable);
+    assert_eq!(c.identities, Path::new("/etc/pgward/identities.toml"));
+    assert_eq!(
+        c.upstream.password.as_ref().map(Secret::expose),
+        Some("s3cret")
+    );
+    assert_eq!(c.max_message_bytes, DEFAULT_MAX_MESSAGE_BYTES);
+}
+
+#[test]
+fn the_password_never_reaches_debug_output() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(!format!("{c:?}").contains("s3cret"));
+}
+
+#[test]
+fn unknown_keys_name_their_line() {
+    let text = MINIMAL.replace("user = \"pgward\"", "user = \"pgward\"\npasword = \"x\"");
+    let (line, _, message) = invalid(&text);
+    assert_eq!(line, 8);
+    assert!(message.contains("pasword"), "{message}");
+}
+
+#[test]
+fn bad_values_name_key_and_line() {
+    let (line, key, _) = invalid(&MINIMAL.replace("127.0.0.1:6432", "nowhere"));
+    assert_eq!((line, key.as_str()), (2, "listen"));
+    let (line, key, _) = invalid(&format!("{MINIMAL}sslmode = \"verify-full\"\n"));
+    assert_eq!((line, key.as_str()), (9, "upstream.ca_file"));
+    let (line, _, message) = invalid(&format!("{MINIMAL}sslmode = \"sometimes\"\n"));
+    assert_eq!(line, 9);
+    assert!(
+        message.contains("sometimes") || message.contains("variant"),
+        "{message}"
+    );
+    let (_, key, message) = invalid(&MINIMAL.replace("PGWARD_TEST_PW", "NOT_SET_ANYWHERE"));
+    assert_eq!(key, "upstream.password_env");
+    assert!(message.contains("NOT_SET_ANYWHERE"));
+}
+
+#[test]
+fn tls_needs_cert_and_key() {
+    let (_, key, _) = invalid(&format!("{MINIMAL}\n[tls]\nmode = \"require\"\n"));
+    assert_eq!(key, "tls.mode");
+}
+
+#[test]
+fn database_mapping() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[upstream.databases]\napp = \"app_prod\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.upstream.map_database("app"), Some("app_prod"));
+    assert_eq!(c.upstream.map_database("other"), None);
+    let c = parse(MINIMAL).unwrap();
+    assert_eq!(c.upstream.map_database("other"), Some("other"));
+}
+
+#[test]
+fn durations() {
+    assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(parse_duration("5"), Ok(Duration::from_secs(5)));
+    assert!(parse_duration("soon").is_err());
+    assert!(parse_duration("5 fortnights").is_err());
+}

@@ -1,0 +1,108 @@
+//! The listener: accepts clients and runs one session task each.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tracing::{error, info};
+
+use crate::auth::{self, Identities};
+use crate::config::{Config, TlsMode};
+use crate::session::{self, CancelRegistry, Shared};
+use crate::tls;
+
+/// Errors starting pgward.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The identities file is unusable.
+    #[error(transparent)]
+    Identities(#[from] auth::Error),
+    /// A TLS file is unusable.
+    #[error(transparent)]
+    Tls(#[from] tls::Error),
+    /// The listen address can't be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A bound pgward, ready to serve.
+#[derive(Debug)]
+pub struct Server {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+// === impl Server ===
+
+impl Server {
+    /// Loads identities and TLS material and binds the listen address.
+    ///
+    /// # Errors
+    /// When a file is unusable or the address can't be bound.
+    pub async fn bind(config: Config) -> Result<Server, Error> {
+        let identities = Identities::load(&config.identities)?;
+        let client_tls = match (&config.tls.cert_and_key, config.tls.mode) {
+            (Some((cert, key)), TlsMode::Allow | TlsMode::Require) => {
+                Some(TlsAcceptor::from(tls::server_config(cert, key)?))
+            }
+            _ => None,
+        };
+        let upstream_tls =
+            tls::upstream_config(config.upstream.sslmode, config.upstream.ca_file.as_deref())?;
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| Error::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let shared = Arc::new(Shared {
+            config,
+            identities,
+            client_tls,
+            upstream_tls,
+            cancel: Arc::new(CancelRegistry::default()),
+            process_secret: rand::random(),
+            next_session_id: AtomicU64::new(1),
+        });
+        Ok(Server { listener, shared })
+    }
+
+    /// The address actually bound (useful with port 0).
+    ///
+    /// # Errors
+    /// When the socket can't tell.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Accepts clients until the task is dropped. Each client runs in its own task, so one
+    /// client's failure never touches another's.
+    pub async fn run(self) {
+        info!(
+            listen = %self.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            identities = self.shared.identities.len(),
+            upstream = %format!("{}:{}", self.shared.config.upstream.host, self.shared.config.upstream.port),
+            "pgward is serving"
+        );
+        loop {
+            match self.listener.accept().await {
+                Ok((tcp, peer)) => {
+                    tokio::spawn(session::serve_client(tcp, peer, Arc::clone(&self.shared)));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    error!(error = %e, "Accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! The data path: one client session from its first byte to its last.
+//!
+//! [`handshake`] is a straight-line `async fn`: TLS negotiation, startup, authentication,
+//! upstream connection. [`relay`] then pumps frames both ways until either side ends. Every error
+//! a client sees is mapped to an ErrorResponse in one place, [`Session::fail`].
+
+mod cancel;
+mod handshake;
+mod relay;
+
+pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
+pub use handshake::serve_client;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use rustls::ClientConfig;
+use tokio_rustls::TlsAcceptor;
+
+use crate::auth::Identities;
+use crate::config::Config;
+use crate::proto::{self, Severity, SqlState, ToErrorResponse};
+use bytes::BytesMut;
+
+/// What every session shares: configuration, credentials, TLS, and the cancel keys of live
+/// sessions.
+pub struct Shared {
+    /// The validated configuration.
+    pub config: Config,
+    /// Who may connect.
+    pub identities: Identities,
+    /// TLS for clients, unless disabled.
+    pub client_tls: Option<TlsAcceptor>,
+    /// TLS towards the server, unless `sslmode = disable`.
+    pub upstream_tls: Option<Arc<ClientConfig>>,
+    /// Cancel keys of live sessions.
+    pub cancel: Arc<CancelRegistry>,
+    /// A per-process random secret (salts of fake SCRAM verifiers for unknown identities).
+    pub process_secret: [u8; 32],
+    /// Source of session ids.
+    pub next_session_id: AtomicU64,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An error that ends the session before or instead of relaying.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    code: SqlState,
+    message: String,
+    hint: Option<String>,
+}
+
+impl<E: ToErrorResponse> From<E> for Refusal {
+    fn from(e: E) -> Self {
+        Refusal {
+            code: e.sqlstate(),
+            message: e.to_string(),
+            hint: e.hint(),
+        }
+    }
+}
+
+impl Refusal {
+    pub(crate) fn new(code: SqlState, message: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            message: message.into(),
+            hint: None,
+        }
+    }
+    pub(crate) fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+    pub(crate) fn write(&self, buf: &mut BytesMut) {
+        proto::write_error_response(
+            buf,
+            Severity::Fatal,
+            self.code,
+            &self.message,
+            None,
+            self.hint.as_deref(),
+        );
+    }
+}

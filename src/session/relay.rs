@@ -1,0 +1,279 @@
+//! The steady state of a session: frames pumped in both directions, concurrently.
+//!
+//! Each direction owns one reused read buffer. A read is walked to its last complete frame and
+//! that prefix is written out as it is: no frame is copied or allocated per message. A frame too
+//! large to be worth buffering whole, of a type nothing inspects (CopyData, DataRow, Bind), is
+//! streamed through as it arrives, so memory stays bounded whatever the row or COPY size.
+//!
+//! # Cancellation safety
+//! [`Pump::run`] is not cancel-safe while writing: a write interrupted by cancellation may have
+//! sent part of a frame. [`Pump::mid_write`] tells whether that happened, so the session never
+//! appends its own message to a torn frame.
+
+use std::io;
+
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::Refusal;
+use crate::net::{ReadHalf, Stream, WriteHalf};
+use crate::proto::SqlState;
+use crate::proto::{self, ErrorFields, Frames, tag};
+
+/// Free space kept in a read buffer before each read.
+const READ_RESERVE: usize = 16 * 1024;
+/// Initial capacity of each direction's buffer.
+const INITIAL_CAPACITY: usize = 64 * 1024;
+/// Frames longer than this are streamed instead of buffered whole, when their type allows.
+const STREAM_THRESHOLD: usize = 256 * 1024;
+
+/// Which way a pump moves frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// Client to server.
+    ClientToServer,
+    /// Server to client.
+    ServerToClient,
+}
+
+/// How a pump stopped.
+#[derive(Debug)]
+pub enum End {
+    /// The source closed its socket between frames.
+    SourceClosed,
+    /// The client sent Terminate, which was forwarded.
+    Terminated,
+    /// The server sent a FATAL error, which was forwarded, then closed.
+    ServerFatal,
+    /// Reading the source failed (including EOF inside a frame).
+    ReadFailed(io::Error),
+    /// Writing to the destination failed.
+    WriteFailed(io::Error),
+    /// The source sent a malformed or oversized frame.
+    Malformed(proto::Error),
+}
+
+/// One direction of a session.
+pub struct Pump {
+    source: ReadHalf,
+    sink: WriteHalf,
+    buf: BytesMut,
+    limit: usize,
+    direction: Direction,
+    /// Bytes of a streamed frame still to forward.
+    streaming: usize,
+    /// Set while a write is in progress (see the module's cancellation note).
+    writing: bool,
+    /// The server's last relayed frame was a FATAL ErrorResponse.
+    saw_fatal: bool,
+}
+
+// === impl End ===
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::SourceClosed => f.write_str("peer closed"),
+            End::Terminated => f.write_str("client terminated"),
+            End::ServerFatal => f.write_str("server ended the session"),
+            End::ReadFailed(e) => write!(f, "read failed: {e}"),
+            End::WriteFailed(e) => write!(f, "write failed: {e}"),
+            End::Malformed(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+// === impl Pump ===
+
+impl Pump {
+    /// A pump from `source` to `sink`, starting with `initial` bytes already read from `source`.
+    pub fn new(
+        source: ReadHalf,
+        sink: WriteHalf,
+        initial: BytesMut,
+        limit: usize,
+        direction: Direction,
+    ) -> Self {
+        let mut buf = BytesMut::with_capacity(INITIAL_CAPACITY.max(initial.len()));
+        buf.extend_from_slice(&initial);
+        Pump {
+            source,
+            sink,
+            buf,
+            limit,
+            direction,
+            streaming: 0,
+            writing: false,
+            saw_fatal: false,
+        }
+    }
+
+    /// Whether a write was interrupted mid-way: the sink may hold part of a frame.
+    pub fn mid_write(&self) -> bool {
+        self.writing
+    }
+
+    /// Writes pgward's own bytes to this pump's sink and flushes.
+    ///
+    /// # Errors
+    /// When the sink fails.
+    pub async fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.sink.write_all(bytes).await?;
+        self.sink.flush().await
+    }
+
+    /// Shuts the sink down (sends FIN / TLS close_notify).
+    pub async fn shutdown(&mut self) {
+        let _ = self.sink.shutdown().await;
+    }
+
+    /// Pumps until the source closes, a session-ending frame passes, or an error.
+    pub async fn run(&mut self) -> End {
+        loop {
+            let (forward, end) = match self.walk() {
+                Ok(walked) => walked,
+                Err(e) => return End::Malformed(e),
+            };
+            if forward > 0 {
+                self.writing = true;
+                if let Err(e) = self.sink.write_all(&self.buf[..forward]).await {
+                    return End::WriteFailed(e);
+                }
+                self.writing = false;
+                self.buf.advance(forward);
+            }
+            if let Some(end) = end {
+                let _ = self.sink.flush().await;
+                return end;
+            }
+            // Flush before waiting for input: the write side is caught up with what was read.
+            if let Err(e) = self.sink.flush().await {
+                return End::WriteFailed(e);
+            }
+            let want = self
+                .pending_frame_len()
+                .saturating_sub(self.buf.len())
+                .max(READ_RESERVE);
+            self.buf.reserve(want);
+            match self.source.read_buf(&mut self.buf).await {
+                Ok(0) if self.buf.is_empty() && self.streaming == 0 => {
+                    return if self.saw_fatal {
+                        End::ServerFatal
+                    } else {
+                        End::SourceClosed
+                    };
+                }
+                Ok(0) => return End::ReadFailed(io::ErrorKind::UnexpectedEof.into()),
+                Ok(_) => {}
+                Err(e) => return End::ReadFailed(e),
+            }
+        }
+    }
+
+    /// Decides how many buffered bytes can be forwarded now, and whether the session ends after.
+    fn walk(&mut self) -> Result<(usize, Option<End>), proto::Error> {
+        if self.streaming > 0 {
+            let n = self.streaming.min(self.buf.len());
+            self.streaming -= n;
+            return Ok((n, None));
+        }
+        let mut frames = Frames::new(&self.buf, self.limit);
+        let mut end = None;
+        for frame in frames.by_ref() {
+            let frame = frame?;
+            match (self.direction, frame.tag()) {
+                (Direction::ClientToServer, tag::TERMINATE) => {
+                    end = Some(End::Terminated);
+                    break;
+                }
+                (Direction::ServerToClient, tag::ERROR_RESPONSE) => {
+                    self.saw_fatal = ErrorFields::parse(frame.body())
+                        .is_ok_and(|f| matches!(f.severity, "FATAL" | "PANIC"));
+                }
+                _ => self.saw_fatal = false,
+            }
+        }
+        let mut forward = frames.consumed();
+        if end.is_none() {
+            if let Some(header) = frames.pending_header() {
+                let have = self.buf.len() - forward;
+                if header.frame_len() > STREAM_THRESHOLD && self.streamable(header.tag) {
+                    self.streaming = header.frame_len() - have;
+                    forward = self.buf.len();
+                }
+            }
+        }
+        Ok((forward, end))
+    }
+
+    /// Whether a frame of this type may pass without being buffered whole: only types pgward never
+    /// inspects in this direction.
+    fn streamable(&self, frame_tag: u8) -> bool {
+        match self.direction {
+            Direction::ClientToServer => {
+                matches!(frame_tag, tag::COPY_DATA | tag::BIND | tag::FUNCTION_CALL)
+            }
+            Direction::ServerToClient => matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW),
+        }
+    }
+
+    /// Length of the incomplete frame at the head of the buffer, once its header has arrived.
+    fn pending_frame_len(&self) -> usize {
+        if self.streaming > 0 {
+            return 0;
+        }
+        proto::parse_header(&self.buf, self.limit)
+            .ok()
+            .flatten()
+            .map_or(0, |h| h.frame_len())
+    }
+}
+
+/// Relays between an authenticated client and its server connection until either side ends,
+/// then tells the client why, if it is still there and the reason is not its own doing.
+pub async fn run(client: Stream, server: Stream, server_leftover: BytesMut, limit: usize) -> End {
+    let (client_r, client_w) = client.into_split();
+    let (server_r, server_w) = server.into_split();
+    let mut c2s = Pump::new(
+        client_r,
+        server_w,
+        BytesMut::new(),
+        limit,
+        Direction::ClientToServer,
+    );
+    let mut s2c = Pump::new(
+        server_r,
+        client_w,
+        server_leftover,
+        limit,
+        Direction::ServerToClient,
+    );
+    let (direction, end) = tokio::select! {
+        end = c2s.run() => (Direction::ClientToServer, end),
+        end = s2c.run() => (Direction::ServerToClient, end),
+    };
+    let refusal = match (direction, &end) {
+        (Direction::ClientToServer, End::Malformed(e)) => Some(Refusal::from(e.clone())),
+        (Direction::ClientToServer, End::WriteFailed(_))
+        | (Direction::ServerToClient, End::SourceClosed | End::ReadFailed(_)) => {
+            Some(Refusal::new(
+                SqlState::CONNECTION_FAILURE,
+                "server closed the connection unexpectedly",
+            ))
+        }
+        (Direction::ServerToClient, End::Malformed(e)) => Some(Refusal::new(
+            SqlState::CONNECTION_FAILURE,
+            format!("upstream protocol error: {e}"),
+        )),
+        _ => None,
+    };
+    // A write to the client cut off mid-frame leaves nothing we could safely append to.
+    if let Some(refusal) = refusal.filter(|_| !s2c.mid_write()) {
+        let mut buf = BytesMut::new();
+        refusal.write(&mut buf);
+        let _ = s2c.send(&buf).await;
+    }
+    s2c.shutdown().await;
+    c2s.shutdown().await;
+    end
+}
