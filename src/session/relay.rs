@@ -146,6 +146,10 @@ impl Pump {
                 let _ = self.sink.flush().await;
                 return end;
             }
+            // After a streamed frame ends, whole frames may already follow it in the buffer.
+            if forward > 0 && !self.buf.is_empty() {
+                continue;
+            }
             // Flush before waiting for input: the write side is caught up with what was read.
             if let Err(e) = self.sink.flush().await {
                 return End::WriteFailed(e);

@@ -1,0 +1,9 @@
+//! Integration tests: a real PostgreSQL, pgward in-process, real clients (tokio-postgres, psql).
+
+mod support;
+
+mod auth;
+mod bad_input;
+mod psql;
+mod relay;
+mod tls;

@@ -1,0 +1,165 @@
+//! Starts pgward in-process on 127.0.0.1:0 in front of the test server.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use pgward::config::Config;
+use pgward::server::Server;
+
+use super::pg;
+
+/// Builder for a pgward under test.
+pub struct Harness {
+    identities: Vec<(String, String, Vec<String>)>,
+    extra_top: String,
+    tls: Option<&'static str>,
+    upstream_port: Option<u16>,
+}
+
+/// A running pgward and the database it fronts.
+pub struct Running {
+    /// Where pgward listens.
+    pub addr: SocketAddr,
+    /// The database created for this test (same name through pgward and on the server).
+    pub database: String,
+    /// The directory with the config, identities and TLS files.
+    pub dir: tempfile::TempDir,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The identity every harness has unless told otherwise.
+pub const USER: &str = "alice";
+/// Its password.
+pub const PASSWORD: &str = "alice-pw";
+
+// === impl Harness ===
+
+impl Harness {
+    pub fn new() -> Self {
+        Harness {
+            identities: vec![(USER.into(), PASSWORD.into(), vec!["dba".into()])],
+            extra_top: String::new(),
+            tls: None,
+            upstream_port: None,
+        }
+    }
+
+    /// Adds an identity.
+    pub fn identity(mut self, name: &str, password: &str, roles: &[&str]) -> Self {
+        self.identities.push((
+            name.into(),
+            password.into(),
+            roles.iter().map(|r| r.to_string()).collect(),
+        ));
+        self
+    }
+
+    /// Adds top-level config lines (`max_message_bytes = …`, `startup_timeout = …`).
+    pub fn config(mut self, lines: &str) -> Self {
+        self.extra_top.push_str(lines);
+        self.extra_top.push('\n');
+        self
+    }
+
+    /// Client-facing TLS with a fresh self-signed certificate for `localhost`.
+    pub fn tls(mut self, mode: &'static str) -> Self {
+        self.tls = Some(mode);
+        self
+    }
+
+    /// Points pgward at another upstream port (e.g. one nobody listens on).
+    pub fn upstream_port(mut self, port: u16) -> Self {
+        self.upstream_port = Some(port);
+        self
+    }
+
+    pub async fn start(self) -> Running {
+        let server = pg::server();
+        let database = pg::fresh_database().await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut identities = String::new();
+        for (name, pw, roles) in &self.identities {
+            identities.push_str(&pgward::auth::entry_for(name, pw, roles));
+        }
+        std::fs::write(dir.path().join("identities.toml"), identities).expect("write identities");
+        let mut tls = String::new();
+        if let Some(mode) = self.tls {
+            let cert =
+                rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("cert");
+            std::fs::write(dir.path().join("server.crt"), cert.cert.pem()).expect("write cert");
+            std::fs::write(
+                dir.path().join("server.key"),
+                cert.signing_key.serialize_pem(),
+            )
+            .expect("write key");
+            tls =
+                format!("[tls]\nmode = \"{mode}\"\ncert = \"server.crt\"\nkey = \"server.key\"\n");
+        }
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nidentities = \"identities.toml\"\n{}\n{tls}\n\
+             [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"postgres\"\n\
+             password_env = \"PGWARD_TEST_UPSTREAM_PASSWORD\"\nsslmode = \"disable\"\nconnect_timeout = \"5s\"\n",
+            self.extra_top,
+            self.upstream_port.unwrap_or(server.port()),
+        );
+        let env = HashMap::from([(
+            "PGWARD_TEST_UPSTREAM_PASSWORD".to_owned(),
+            pg::SUPERUSER_PASSWORD.to_owned(),
+        )]);
+        let config =
+            Config::parse(&text, "test.toml", dir.path(), &env).expect("valid test config");
+        let server = Server::bind(config).await.expect("pgward binds");
+        let addr = server.local_addr().expect("local addr");
+        let task = tokio::spawn(server.run());
+        Running {
+            addr,
+            database,
+            dir,
+            task,
+        }
+    }
+}
+
+// === impl Running ===
+
+impl Running {
+    /// A libpq-style connection string through pgward.
+    pub fn conninfo(&self, user: &str, password: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} password={password} dbname={} sslmode=disable",
+            self.addr.port(),
+            self.database
+        )
+    }
+
+    /// A tokio-postgres client through pgward as the default identity.
+    pub async fn client(&self) -> tokio_postgres::Client {
+        self.client_as(USER, PASSWORD)
+            .await
+            .expect("connect through pgward")
+    }
+
+    /// A tokio-postgres client through pgward as `user`.
+    pub async fn client_as(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
+        let (client, conn) =
+            tokio_postgres::connect(&self.conninfo(user, password), tokio_postgres::NoTls).await?;
+        tokio::spawn(conn);
+        Ok(client)
+    }
+
+    /// The self-signed certificate pgward presents, when TLS is on.
+    pub fn cert_path(&self) -> PathBuf {
+        self.dir.path().join("server.crt")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

@@ -1,0 +1,45 @@
+//! One throwaway PostgreSQL per test binary; a fresh database per test.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use pgward::localpg::LocalPostgres;
+
+/// The superuser password of the test cluster.
+pub const SUPERUSER_PASSWORD: &str = "pgward-test-superuser";
+
+static SERVER: OnceLock<LocalPostgres> = OnceLock::new();
+static NEXT_DB: AtomicU32 = AtomicU32::new(1);
+
+/// The shared server, started on first use.
+pub fn server() -> &'static LocalPostgres {
+    SERVER.get_or_init(|| match LocalPostgres::start(SUPERUSER_PASSWORD) {
+        Ok(pg) => pg,
+        Err(e) => panic!("cannot start the test PostgreSQL: {e}"),
+    })
+}
+
+/// A superuser connection straight to the server (bypassing pgward).
+pub async fn direct(database: &str) -> tokio_postgres::Client {
+    let (client, conn) =
+        tokio_postgres::connect(&server().conninfo(database), tokio_postgres::NoTls)
+            .await
+            .expect("direct connection to the test server");
+    tokio::spawn(conn);
+    client
+}
+
+/// Creates an empty database for one test and returns its name.
+pub async fn fresh_database() -> String {
+    let name = format!(
+        "t{}_{}",
+        std::process::id(),
+        NEXT_DB.fetch_add(1, Ordering::Relaxed)
+    );
+    direct("postgres")
+        .await
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("create database");
+    name
+}

@@ -1,0 +1,106 @@
+//! TLS between clients and pgward.
+
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use tokio_postgres::error::SqlState;
+
+use crate::support::{Harness, harness};
+
+/// Trusts exactly the certificate the harness generated.
+#[derive(Debug)]
+struct TrustOne(CertificateDer<'static>, Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for TrustOne {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if end_entity.as_ref() == self.0.as_ref() {
+            Ok(ServerCertVerified::assertion())
+        } else {
+            Err(rustls::Error::General("unexpected certificate".into()))
+        }
+    }
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(m, c, d, &self.1.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(m, c, d, &self.1.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.1.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+fn connector(cert_pem: &std::path::Path) -> tokio_postgres_rustls::MakeRustlsConnect {
+    use rustls_pki_types::pem::PemObject;
+    let cert = CertificateDer::from_pem_file(cert_pem).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(TrustOne(cert, provider)))
+        .with_no_client_auth();
+    tokio_postgres_rustls::MakeRustlsConnect::new(config)
+}
+
+#[tokio::test]
+async fn queries_run_over_tls_and_plaintext_is_refused_when_required() {
+    let h = Harness::new().tls("require").start().await;
+    let conninfo = h
+        .conninfo(harness::USER, harness::PASSWORD)
+        .replace("sslmode=disable", "sslmode=require");
+    let (c, conn) = tokio_postgres::connect(&conninfo, connector(&h.cert_path()))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let rows = c
+        .query("SELECT generate_series(1, 1000)", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1000);
+    // Cancel works from inside TLS too (the cancel connection itself is TLS here).
+    let err = h
+        .client_as(harness::USER, harness::PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::INVALID_AUTHORIZATION_SPECIFICATION)
+    );
+}
+
+#[tokio::test]
+async fn tls_allow_serves_both() {
+    let h = Harness::new().tls("allow").start().await;
+    let conninfo = h
+        .conninfo(harness::USER, harness::PASSWORD)
+        .replace("sslmode=disable", "sslmode=require");
+    let (c, conn) = tokio_postgres::connect(&conninfo, connector(&h.cert_path()))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert_eq!(
+        c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
+        1
+    );
+    h.client().await.simple_query("SELECT 1").await.unwrap();
+}
