@@ -195,8 +195,10 @@ impl LocalPostgres {
             pid = std::process::id(),
             dir = shell_quote(path_str(self.dir.path())?),
         );
-        Command::new("sh")
-            .args(["-c", &script])
+        // setsid: the watchdog must outlive this process's process group, which a shell or CI
+        // runner may kill as a whole when this process ends.
+        Command::new("setsid")
+            .args(["sh", "-c", &script])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -60,9 +60,11 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         println!("Identities: alice (role dba, password alice-demo), agent-7 (role agent, password agent-demo).");
         println!("Try: SELECT full_name, email FROM people LIMIT 5;");
         println!("Press Ctrl-C to stop; the demo's data is removed.");
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             () = server.run() => {}
             _ = tokio::signal::ctrl_c() => println!("\nStopping…"),
+            _ = terminate.recv() => println!("Terminated; stopping…"),
         }
         anyhow::Ok(())
     })?;
