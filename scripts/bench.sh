@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# End-to-end comparison: direct PostgreSQL vs PgBouncer (session mode) vs pgward, one run,
+# interleaved, on a throwaway cluster. Prints medians and the ratios pgward/direct and
+# pgward/PgBouncer.
+#
+#   scripts/bench.sh                 # defaults: 3 rounds of 10 s per cell, 8 clients
+#   ROUNDS=5 SECONDS_PER_RUN=20 CLIENTS=8 SCALE=10 scripts/bench.sh
+#
+# Needs: initdb/pg_ctl/pgbench (postgresql), pgbouncer, cargo. Installs nothing itself except
+# when run with INSTALL=1 (apt-get).
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+SECS=${SECONDS_PER_RUN:-10}
+CLIENTS=${CLIENTS:-8}
+JOBS=${JOBS:-2}
+SCALE=${SCALE:-10}
+LAT_SECS=${LAT_SECONDS:-10}
+here=$(cd "$(dirname "$0")/.." && pwd)
+
+if [ "${INSTALL:-0}" = 1 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql pgbouncer >/dev/null
+fi
+bindir=$(pg_config --bindir 2>/dev/null || true)
+[ -x "$bindir/initdb" ] || bindir=$(dirname "$(command -v initdb)")
+command -v pgbouncer >/dev/null || { echo "pgbouncer not found (apt-get install pgbouncer, or INSTALL=1)"; exit 1; }
+command -v pgbench >/dev/null || { echo "pgbench not found"; exit 1; }
+
+echo "building pgward (release)…"
+(cd "$here" && cargo build --release -q)
+pgward="$here/target/release/pgward"
+
+work=$(mktemp -d /tmp/pgward-bench-XXXXXX)
+as_pg=()
+if [ "$(id -u)" = 0 ]; then chown postgres: "$work"; as_pg=(runuser -u postgres --); fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PGPORT_=$(free_port); BOUNCER_PORT=$(free_port); WARD_PORT=$(free_port)
+PW=bench-pw
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  "${as_pg[@]}" "$bindir/pg_ctl" -D "$work/data" -m immediate stop >/dev/null 2>&1 || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "$PW" > "$work/pw"; [ ${#as_pg[@]} -gt 0 ] && chown postgres: "$work/pw"
+"${as_pg[@]}" "$bindir/initdb" -D "$work/data" -U bench --pwfile "$work/pw" --auth-host=scram-sha-256 \
+  --auth-local=trust --no-locale -E UTF8 --no-sync >/dev/null
+cat >> "$work/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+port = $PGPORT_
+unix_socket_directories = '$work'
+max_connections = 100
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+CONF
+"${as_pg[@]}" "$bindir/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
+export PGPASSWORD=$PW
+pgbench -q -i -s "$SCALE" -h 127.0.0.1 -p "$PGPORT_" -U bench postgres >/dev/null 2>&1
+
+# PgBouncer, session mode, SCRAM to the client and the server.
+cat > "$work/userlist.txt" <<U
+"bench" "$PW"
+U
+cat > "$work/pgbouncer.ini" <<B
+[databases]
+postgres = host=127.0.0.1 port=$PGPORT_ dbname=postgres
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $BOUNCER_PORT
+unix_socket_dir =
+auth_type = scram-sha-256
+auth_file = $work/userlist.txt
+pool_mode = session
+max_client_conn = 200
+default_pool_size = 50
+logfile = $work/pgbouncer.log
+B
+[ ${#as_pg[@]} -gt 0 ] && chown postgres: "$work"/*
+"${as_pg[@]}" pgbouncer "$work/pgbouncer.ini" >/dev/null 2>&1 &
+pids+=($!)
+
+# pgward, SCRAM to the client and the server.
+echo "$PW" | "$pgward" passwd bench > "$work/identities.toml"
+cat > "$work/pgward.toml" <<W
+listen = "127.0.0.1:$WARD_PORT"
+identities = "identities.toml"
+[upstream]
+host = "127.0.0.1"
+port = $PGPORT_
+user = "bench"
+password_env = "PGWARD_BENCH_PW"
+sslmode = "disable"
+W
+PGWARD_BENCH_PW=$PW RUST_LOG=warn "$pgward" serve --config "$work/pgward.toml" >"$work/pgward.log" 2>&1 &
+pids+=($!)
+
+for port in $BOUNCER_PORT $WARD_PORT; do
+  for _ in $(seq 50); do psql -X -q -h 127.0.0.1 -p "$port" -U bench -d postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
+done
+
+declare -A PORT=([direct]=$PGPORT_ [pgbouncer]=$BOUNCER_PORT [pgward]=$WARD_PORT)
+targets=(direct pgbouncer pgward)
+modes=(simple extended prepared)
+declare -A TPS
+
+tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
+
+echo "pgbench -S: $CLIENTS clients, $JOBS threads, ${SECS}s per run, $ROUNDS rounds, interleaved"
+for r in $(seq "$ROUNDS"); do
+  for mode in "${modes[@]}"; do
+    for t in "${targets[@]}"; do
+      v=$(pgbench -n -S -M "$mode" -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres 2>&1 | tps_of)
+      TPS[$mode,$t]="${TPS[$mode,$t]:-} $v"
+      printf '  round %s %-9s %-10s %10.0f tps\n' "$r" "$mode" "$t" "$v"
+    done
+  done
+done
+
+# Single-connection SELECT 1 latency: per-transaction log, median in microseconds.
+echo 'SELECT 1;' > "$work/select1.sql"
+declare -A LAT
+for r in $(seq "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    rm -f "$work"/lat.*
+    (cd "$work" && pgbench -n -M prepared -f select1.sql -c 1 -j 1 -T "$LAT_SECS" -l --log-prefix=lat \
+      -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres >/dev/null 2>&1)
+    m=$(cat "$work"/lat.* | awk '{print $3}' | median)
+    LAT[$t]="${LAT[$t]:-} $m"
+    printf '  round %s latency   %-10s %8.1f us\n' "$r" "$t" "$m"
+  done
+done
+
+echo
+printf '%-22s %12s %12s %12s %14s %16s\n' "median" direct pgbouncer pgward "pgward/direct" "pgward/pgbouncer"
+for mode in "${modes[@]}"; do
+  d=$(echo ${TPS[$mode,direct]} | tr ' ' '\n' | median)
+  b=$(echo ${TPS[$mode,pgbouncer]} | tr ' ' '\n' | median)
+  w=$(echo ${TPS[$mode,pgward]} | tr ' ' '\n' | median)
+  printf '%-22s %12.0f %12.0f %12.0f %14.3f %16.3f\n' "TPS -S -M $mode" "$d" "$b" "$w" \
+    "$(echo "$w / $d" | bc -l)" "$(echo "$w / $b" | bc -l)"
+done
+d=$(echo ${LAT[direct]} | tr ' ' '\n' | median)
+b=$(echo ${LAT[pgbouncer]} | tr ' ' '\n' | median)
+w=$(echo ${LAT[pgward]} | tr ' ' '\n' | median)
+printf '%-22s %12.1f %12.1f %12.1f %14.3f %16.3f\n' "SELECT 1 latency (us)" "$d" "$b" "$w" \
+  "$(echo "$w / $d" | bc -l)" "$(echo "$w / $b" | bc -l)"
+printf 'pgward added latency at the median: %.1f us (PgBouncer: %.1f us)\n' \
+  "$(echo "$w - $d" | bc -l)" "$(echo "$b - $d" | bc -l)"
