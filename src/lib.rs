@@ -23,7 +23,7 @@ pub mod localpg;
 pub mod net;
 pub mod proto;
 pub mod server;
-pub mod sql;
 pub mod session;
+pub mod sql;
 pub mod tls;
 pub mod upstream;

@@ -14,6 +14,9 @@ use crate::config::{Config, TlsMode};
 use crate::session::{self, CancelRegistry, Shared};
 use crate::tls;
 
+/// Statement texts whose profiles are kept: a few MiB for typical statements.
+const PROFILE_CACHE_ENTRIES: usize = 10_000;
+
 /// Errors starting pgward.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,6 +74,8 @@ impl Server {
             cancel: Arc::new(CancelRegistry::default()),
             process_secret: rand::random(),
             next_session_id: AtomicU64::new(1),
+            profiles: Arc::new(crate::sql::ProfileCache::new(PROFILE_CACHE_ENTRIES)),
+            catalogs: session::Catalogs::default(),
         });
         Ok(Server { listener, shared })
     }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{BackendKey, Refusal, Shared};
+use super::{BackendKey, Refusal, Shared, StatementTracker};
 use crate::auth::scram::{self, ScramServer, Verifier};
 use crate::auth::{self, Identity};
 use crate::config::TlsMode;
@@ -68,7 +68,10 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
 
 /// A client that has authenticated, with its server connection ready.
 struct Ready {
-    client: Stream,
+    /// Set once the handshake hands the stream over.
+    client: Option<Stream>,
+    /// The server database.
+    database: String,
     identity: Identity,
     upstream: upstream::Connected,
     registration: super::Registration,
@@ -78,11 +81,9 @@ async fn start(stream: Stream, shared: &Arc<Shared>) -> Outcome {
     match negotiate(stream, shared).await {
         Negotiated::Startup(mut stream, startup) => {
             match authenticate_and_connect(&mut stream, shared, &startup).await {
-                Ok(Some((identity, upstream, registration))) => Outcome::Ready(Ready {
-                    client: stream,
-                    identity,
-                    upstream,
-                    registration,
+                Ok(Some(ready)) => Outcome::Ready(Ready {
+                    client: Some(stream),
+                    ..ready
                 }),
                 Ok(None) => Outcome::Done,
                 Err(refusal) => Outcome::Refused(stream, refusal),
@@ -99,7 +100,7 @@ async fn authenticate_and_connect(
     stream: &mut Stream,
     shared: &Arc<Shared>,
     startup: &StartupPacket,
-) -> Result<Option<(Identity, upstream::Connected, super::Registration)>, Refusal> {
+) -> Result<Option<Ready>, Refusal> {
     if shared.config.tls.mode == TlsMode::Require && !stream.is_tls() {
         return Err(Refusal::new(
             SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
@@ -198,7 +199,13 @@ async fn authenticate_and_connect(
         application_name = startup.param("application_name").unwrap_or(""),
         "Session started"
     );
-    Ok(Some((identity, upstream, registration)))
+    Ok(Some(Ready {
+        client: None,
+        identity,
+        upstream,
+        registration,
+        database: database.to_owned(),
+    }))
 }
 
 /// The SSLRequest / GSSENCRequest / CancelRequest dance up to the StartupMessage.
@@ -372,13 +379,25 @@ impl Ready {
             identity,
             upstream,
             registration,
+            database,
         } = self;
+        let Some(client) = client else { return };
         let started = std::time::Instant::now();
+        let catalog = shared
+            .catalogs
+            .get(
+                &shared.config.upstream,
+                shared.upstream_tls.as_ref(),
+                &database,
+            )
+            .await;
+        let tracker = StatementTracker::new(Arc::clone(&shared.profiles), catalog);
         let end = super::relay::run(
             client,
             upstream.stream,
             upstream.leftover,
             shared.config.max_message_bytes,
+            tracker,
         )
         .await;
         drop(registration);

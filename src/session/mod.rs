@@ -4,11 +4,15 @@
 //! upstream connection. [`relay`] then pumps frames both ways until either side ends. Every error
 //! a client sees is mapped to an ErrorResponse in one place, [`Session::fail`].
 
+mod analyze;
 mod cancel;
+mod catalog;
 mod handshake;
-mod relay;
+pub mod relay;
 
+pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
+pub use catalog::Catalogs;
 pub use handshake::serve_client;
 
 use std::sync::Arc;
@@ -39,6 +43,10 @@ pub struct Shared {
     pub process_secret: [u8; 32],
     /// Source of session ids.
     pub next_session_id: AtomicU64,
+    /// Statement profiles by text, shared by all sessions.
+    pub profiles: Arc<crate::sql::ProfileCache>,
+    /// Function catalogs by server database.
+    pub catalogs: Catalogs,
 }
 
 impl std::fmt::Debug for Shared {

@@ -15,7 +15,7 @@ use std::io;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::Refusal;
+use super::{Refusal, StatementTracker};
 use crate::net::{ReadHalf, Stream, WriteHalf};
 use crate::proto::SqlState;
 use crate::proto::{self, ErrorFields, Frames, tag};
@@ -66,6 +66,8 @@ pub struct Pump {
     writing: bool,
     /// The server's last relayed frame was a FATAL ErrorResponse.
     saw_fatal: bool,
+    /// Client to server only: the analyze stage.
+    tracker: Option<StatementTracker>,
 }
 
 // === impl End ===
@@ -105,6 +107,7 @@ impl Pump {
             streaming: 0,
             writing: false,
             saw_fatal: false,
+            tracker: None,
         }
     }
 
@@ -190,6 +193,11 @@ impl Pump {
                     end = Some(End::Terminated);
                     break;
                 }
+                (Direction::ClientToServer, tag::QUERY | tag::PARSE | tag::CLOSE) => {
+                    if let Some(tracker) = self.tracker.as_mut() {
+                        tracker.observe(&frame);
+                    }
+                }
                 (Direction::ServerToClient, tag::ERROR_RESPONSE) => {
                     self.saw_fatal = ErrorFields::parse(frame.body())
                         .is_ok_and(|f| matches!(f.severity, "FATAL" | "PANIC"));
@@ -235,7 +243,13 @@ impl Pump {
 
 /// Relays between an authenticated client and its server connection until either side ends,
 /// then tells the client why, if it is still there and the reason is not its own doing.
-pub async fn run(client: Stream, server: Stream, server_leftover: BytesMut, limit: usize) -> End {
+pub async fn run(
+    client: Stream,
+    server: Stream,
+    server_leftover: BytesMut,
+    limit: usize,
+    tracker: StatementTracker,
+) -> End {
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
     let mut c2s = Pump::new(
@@ -245,6 +259,7 @@ pub async fn run(client: Stream, server: Stream, server_leftover: BytesMut, limi
         limit,
         Direction::ClientToServer,
     );
+    c2s.tracker = Some(tracker);
     let mut s2c = Pump::new(
         server_r,
         client_w,
