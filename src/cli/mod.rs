@@ -1,6 +1,7 @@
 //! Subcommands: one file each.
 
 mod demo;
+mod explain;
 mod passwd;
 mod serve;
 
@@ -34,6 +35,17 @@ enum Command {
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
     },
+    /// Show how pgward classifies a SQL text: class, tables, functions, lineage, flags.
+    Explain {
+        /// The SQL text (one or more statements).
+        sql: String,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "text")]
+        format: explain::Format,
+        /// Schemas for unqualified names, comma-separated (default: public).
+        #[arg(long, value_delimiter = ',')]
+        search_path: Vec<String>,
+    },
     /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
     Demo {
         /// Where pgward listens.
@@ -48,6 +60,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Serve { config } => serve::run(&config),
         Command::Passwd { name, roles } => passwd::run(&name, &roles),
         Command::Demo { listen } => demo::run(listen),
+        Command::Explain {
+            sql,
+            format,
+            search_path,
+        } => explain::run(&sql, format, &search_path),
     }
 }
 
