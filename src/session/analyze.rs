@@ -23,6 +23,8 @@ pub struct StatementTracker {
     prepared: HashMap<String, Arc<Analysis>>,
     /// The analysis of the most recent Query or Parse.
     last: Option<Arc<Analysis>>,
+    /// Reused buffer for cache keys.
+    scratch: String,
 }
 
 // === impl StatementTracker ===
@@ -36,6 +38,7 @@ impl StatementTracker {
             search_path: vec!["public".to_owned()],
             prepared: HashMap::new(),
             last: None,
+            scratch: String::new(),
         }
     }
 
@@ -94,9 +97,14 @@ impl StatementTracker {
             .map_or(StatementClass::Unknown, |a| a.combined.class)
     }
 
-    fn analyze(&self, text: &[u8]) -> Arc<Analysis> {
+    fn analyze(&mut self, text: &[u8]) -> Arc<Analysis> {
         let ctx = AnalyzeContext::new(&self.search_path, &self.catalog);
-        self.cache.get_or_analyze_bytes(text, &ctx)
+        match std::str::from_utf8(text) {
+            Ok(sql) => self
+                .cache
+                .get_or_analyze_literal_blind(sql, &ctx, &mut self.scratch),
+            Err(_) => self.cache.get_or_analyze_bytes(text, &ctx),
+        }
     }
 
     /// Follows `SET search_path` so later statements resolve unqualified names as the server will.

@@ -20,6 +20,7 @@ use std::sync::Arc;
 use quick_cache::Equivalent;
 use quick_cache::sync::Cache;
 
+use super::normalize::normalized_key;
 use super::{Analysis, AnalyzeContext, analyze};
 
 /// Texts longer than this are analyzed every time rather than cached, so one
@@ -97,6 +98,36 @@ impl ProfileCache {
             Key {
                 context: key.context,
                 text: sql.into(),
+            },
+            analysis.clone(),
+        );
+        analysis
+    }
+
+    /// Like [`ProfileCache::get_or_analyze`], keyed so that texts differing only in the values
+    /// of numeric literals share one entry (see `normalize.rs` for why that is sound).
+    /// `scratch` is the caller's reusable buffer, so a hit allocates nothing.
+    pub fn get_or_analyze_literal_blind(
+        &self,
+        sql: &str,
+        ctx: &AnalyzeContext<'_>,
+        scratch: &mut String,
+    ) -> Arc<Analysis> {
+        if sql.len() > MAX_CACHED_TEXT || !normalized_key(sql, scratch) {
+            return self.get_or_analyze(sql, ctx);
+        }
+        let key = KeyRef {
+            context: ctx.fingerprint(),
+            text: scratch,
+        };
+        if let Some(hit) = self.inner.get(&key) {
+            return hit;
+        }
+        let analysis = Arc::new(analyze(sql, ctx));
+        self.inner.insert(
+            Key {
+                context: key.context,
+                text: scratch.as_str().into(),
             },
             analysis.clone(),
         );

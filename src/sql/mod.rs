@@ -57,6 +57,7 @@ pub mod explain;
 mod fallback;
 mod lexer;
 mod lineage;
+mod normalize;
 mod profile;
 mod select;
 mod statement;
