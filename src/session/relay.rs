@@ -296,3 +296,5 @@ pub async fn run(
     c2s.shutdown().await;
     end
 }
+#[cfg(test)]
+mod tests;

@@ -86,22 +86,7 @@ impl ProfileCache {
         if sql.len() > MAX_CACHED_TEXT {
             return Arc::new(analyze(sql, ctx));
         }
-        let key = KeyRef {
-            context: ctx.fingerprint(),
-            text: sql,
-        };
-        if let Some(hit) = self.inner.get(&key) {
-            return hit;
-        }
-        let analysis = Arc::new(analyze(sql, ctx));
-        self.inner.insert(
-            Key {
-                context: key.context,
-                text: sql.into(),
-            },
-            analysis.clone(),
-        );
-        analysis
+        self.lookup_or_analyze(sql, sql, ctx)
     }
 
     /// Like [`ProfileCache::get_or_analyze`], keyed so that texts differing only in the values
@@ -116,9 +101,14 @@ impl ProfileCache {
         if sql.len() > MAX_CACHED_TEXT || !normalized_key(sql, scratch) {
             return self.get_or_analyze(sql, ctx);
         }
+        self.lookup_or_analyze(scratch, sql, ctx)
+    }
+
+    /// The entry under `key`, or the analysis of `sql` stored under it.
+    fn lookup_or_analyze(&self, key: &str, sql: &str, ctx: &AnalyzeContext<'_>) -> Arc<Analysis> {
         let key = KeyRef {
             context: ctx.fingerprint(),
-            text: scratch,
+            text: key,
         };
         if let Some(hit) = self.inner.get(&key) {
             return hit;
@@ -127,7 +117,7 @@ impl ProfileCache {
         self.inner.insert(
             Key {
                 context: key.context,
-                text: scratch.as_str().into(),
+                text: key.text.into(),
             },
             analysis.clone(),
         );

@@ -1,6 +1,6 @@
 //! Transparency: what a driver does through pgward works as it does against PostgreSQL.
 
-use futures::{FutureExt, SinkExt, StreamExt, TryStreamExt, future, stream};
+use futures::{SinkExt, StreamExt, TryStreamExt, future, stream};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 
@@ -139,18 +139,7 @@ async fn copy_in_error_rolls_back_and_session_recovers() {
 #[tokio::test]
 async fn listen_notify_reaches_the_listener_with_the_senders_pid() {
     let h = Harness::new().start().await;
-    let (listener, mut conn) = tokio_postgres::connect(
-        &h.conninfo(
-            crate::support::harness::USER,
-            crate::support::harness::PASSWORD,
-        ),
-        NoTls,
-    )
-    .await
-    .unwrap();
-    let (tx, mut rx) = futures::channel::mpsc::unbounded();
-    let messages = stream::poll_fn(move |cx| conn.poll_message(cx)).map_err(|e| panic!("{e}"));
-    tokio::spawn(messages.forward(tx).map(|_| ()));
+    let (listener, mut rx) = h.client_with_messages().await;
     listener.batch_execute("LISTEN events").await.unwrap();
 
     let sender = h.client().await;
@@ -181,22 +170,7 @@ async fn listen_notify_reaches_the_listener_with_the_senders_pid() {
 #[tokio::test]
 async fn notices_are_relayed() {
     let h = Harness::new().start().await;
-    let (client, mut conn) = tokio_postgres::connect(
-        &h.conninfo(
-            crate::support::harness::USER,
-            crate::support::harness::PASSWORD,
-        ),
-        NoTls,
-    )
-    .await
-    .unwrap();
-    let (tx, mut rx) = futures::channel::mpsc::unbounded();
-    tokio::spawn(
-        stream::poll_fn(move |cx| conn.poll_message(cx))
-            .map_err(|e| panic!("{e}"))
-            .forward(tx)
-            .map(|_| ()),
-    );
+    let (client, mut rx) = h.client_with_messages().await;
     client
         .batch_execute("DO $$ BEGIN RAISE NOTICE 'hello from %', 'plpgsql'; END $$")
         .await

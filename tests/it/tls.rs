@@ -62,22 +62,33 @@ fn connector(cert_pem: &std::path::Path) -> tokio_postgres_rustls::MakeRustlsCon
     tokio_postgres_rustls::MakeRustlsConnect::new(config)
 }
 
-#[tokio::test]
-async fn queries_run_over_tls_and_plaintext_is_refused_when_required() {
-    let h = Harness::new().tls("require").start().await;
+/// A client connected to `h` over TLS.
+async fn tls_client(
+    h: &crate::support::Running,
+) -> (
+    tokio_postgres::Client,
+    tokio_postgres_rustls::MakeRustlsConnect,
+) {
     let conninfo = h
         .conninfo(harness::USER, harness::PASSWORD)
         .replace("sslmode=disable", "sslmode=require");
-    let (c, conn) = tokio_postgres::connect(&conninfo, connector(&h.cert_path()))
+    let tls = connector(&h.cert_path());
+    let (c, conn) = tokio_postgres::connect(&conninfo, tls.clone())
         .await
         .unwrap();
     tokio::spawn(conn);
+    (c, tls)
+}
+
+#[tokio::test]
+async fn queries_run_over_tls_and_plaintext_is_refused_when_required() {
+    let h = Harness::new().tls("require").start().await;
+    let (c, _) = tls_client(&h).await;
     let rows = c
         .query("SELECT generate_series(1, 1000)", &[])
         .await
         .unwrap();
     assert_eq!(rows.len(), 1000);
-    // Cancel works from inside TLS too (the cancel connection itself is TLS here).
     let err = h
         .client_as(harness::USER, harness::PASSWORD)
         .await
@@ -89,15 +100,34 @@ async fn queries_run_over_tls_and_plaintext_is_refused_when_required() {
 }
 
 #[tokio::test]
+async fn cancel_requests_work_inside_tls() {
+    let h = Harness::new().tls("require").start().await;
+    let (c, tls) = tls_client(&h).await;
+    let token = c.cancel_token();
+    let sleeper = tokio::spawn(async move { c.query("SELECT pg_sleep(60)", &[]).await });
+    let observer = crate::support::pg::direct(&h.database).await;
+    crate::assert_eventually!(
+        observer
+            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+            == 1,
+        "the query to start"
+    );
+    // tokio-postgres sends the CancelRequest inside TLS when the session used TLS.
+    token.cancel_query(tls).await.unwrap();
+    let result = tokio::time::timeout(std::time::Duration::from_secs(20), sleeper)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(result.unwrap_err().code(), Some(&SqlState::QUERY_CANCELED));
+}
+
+#[tokio::test]
 async fn tls_allow_serves_both() {
     let h = Harness::new().tls("allow").start().await;
-    let conninfo = h
-        .conninfo(harness::USER, harness::PASSWORD)
-        .replace("sslmode=disable", "sslmode=require");
-    let (c, conn) = tokio_postgres::connect(&conninfo, connector(&h.cert_path()))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let (c, _) = tls_client(&h).await;
     assert_eq!(
         c.query_one("SELECT 1", &[]).await.unwrap().get::<_, i32>(0),
         1

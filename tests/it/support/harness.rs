@@ -152,6 +152,26 @@ impl Running {
         Ok(client)
     }
 
+    /// A client through pgward whose asynchronous messages (notices, notifications) arrive on
+    /// the returned channel; the channel closes when the connection ends.
+    pub async fn client_with_messages(
+        &self,
+    ) -> (
+        tokio_postgres::Client,
+        futures::channel::mpsc::UnboundedReceiver<tokio_postgres::AsyncMessage>,
+    ) {
+        use futures::{FutureExt, StreamExt, TryStreamExt};
+        let (client, mut conn) =
+            tokio_postgres::connect(&self.conninfo(USER, PASSWORD), tokio_postgres::NoTls)
+                .await
+                .expect("connect through pgward");
+        let (tx, rx) = futures::channel::mpsc::unbounded();
+        let messages =
+            futures::stream::poll_fn(move |cx| conn.poll_message(cx)).map_err(|e| panic!("{e}"));
+        tokio::spawn(messages.forward(tx).map(|_| ()));
+        (client, rx)
+    }
+
     /// The self-signed certificate pgward presents, when TLS is on.
     pub fn cert_path(&self) -> PathBuf {
         self.dir.path().join("server.crt")
