@@ -3,7 +3,7 @@
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pgward::proto::Frames;
-use pgward::session::relay::{Direction, End, Pump};
+use pgward::session::relay::{End, Pump, Stage};
 
 #[path = "../tests/common/result_batch.rs"]
 mod result_batch;
@@ -37,7 +37,7 @@ fn relay(c: &mut Criterion) {
                 Box::new(tokio::io::sink()),
                 BytesMut::new(),
                 1 << 30,
-                Direction::ServerToClient,
+                Stage::Plain,
             );
             let end = rt.block_on(pump.run());
             assert!(matches!(end, End::SourceClosed));

@@ -83,10 +83,13 @@ B
 pids+=($!)
 
 # pgward, SCRAM to the client and the server.
-echo "$PW" | "$pgward" passwd bench > "$work/identities.toml"
+# The bench identity is an `agent` under the example rules: every statement is analyzed and
+# decided (pgbench -S only reads).
+echo "$PW" | "$pgward" passwd bench --roles agent > "$work/identities.toml"
 cat > "$work/pgward.toml" <<W
 listen = "127.0.0.1:$WARD_PORT"
 identities = "identities.toml"
+rules = "$here/rules"
 [upstream]
 host = "127.0.0.1"
 port = $PGPORT_

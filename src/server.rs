@@ -17,6 +17,9 @@ use crate::tls;
 /// Statement texts whose profiles are kept: a few MiB for typical statements.
 const PROFILE_CACHE_ENTRIES: usize = 10_000;
 
+/// How often the rules directory is checked for changes.
+const RULES_POLL: Duration = Duration::from_secs(1);
+
 /// Errors starting pgward.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -26,6 +29,9 @@ pub enum Error {
     /// A TLS file is unusable.
     #[error(transparent)]
     Tls(#[from] tls::Error),
+    /// The rules can't be loaded.
+    #[error("rules: {0}")]
+    Rules(#[from] crate::policy::Error),
     /// The listen address can't be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -60,6 +66,7 @@ impl Server {
         };
         let upstream_tls =
             tls::upstream_config(config.upstream.sslmode, config.upstream.ca_file.as_deref())?;
+        let rules = session::RulesHandle::load(&config.rules)?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -76,6 +83,8 @@ impl Server {
             next_session_id: AtomicU64::new(1),
             profiles: Arc::new(crate::sql::ProfileCache::new(PROFILE_CACHE_ENTRIES)),
             catalogs: session::Catalogs::default(),
+            rules,
+            refusal_token: session::refusal_token(),
         });
         Ok(Server { listener, shared })
     }
@@ -88,6 +97,11 @@ impl Server {
         self.listener.local_addr()
     }
 
+    /// The live rule set (for reload status).
+    pub fn rules(&self) -> Arc<session::RulesHandle> {
+        Arc::clone(&self.shared.rules)
+    }
+
     /// Accepts clients until the task is dropped. Each client runs in its own task, so one
     /// client's failure never touches another's.
     pub async fn run(self) {
@@ -97,6 +111,7 @@ impl Server {
             upstream = %format!("{}:{}", self.shared.config.upstream.host, self.shared.config.upstream.port),
             "pgward is serving"
         );
+        let _reloader = AbortOnDrop(tokio::spawn(Arc::clone(&self.shared.rules).watch(RULES_POLL)));
         loop {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {
@@ -109,5 +124,14 @@ impl Server {
                 }
             }
         }
+    }
+}
+
+/// Stops a background task when its owner goes away.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

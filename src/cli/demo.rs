@@ -9,6 +9,8 @@ use pgward::localpg::LocalPostgres;
 use pgward::server::Server;
 
 const DEMO_SQL: &str = include_str!("../../fixtures/demo.sql");
+/// The example rules of this checkout: edits to them apply to the running demo at once.
+const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
 /// pgward's own login on the demo server; not a superuser.
 const UPSTREAM_USER: &str = "pgward_app";
 
@@ -36,10 +38,11 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     std::fs::write(
         dir.join("pgward.toml"),
         format!(
-            "listen = \"{listen}\"\nidentities = \"identities.toml\"\ndata_dir = \"data\"\n\n\
+            "listen = \"{listen}\"\nidentities = \"identities.toml\"\nrules = {rules:?}\ndata_dir = \"data\"\n\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{UPSTREAM_USER}\"\n\
              password_file = \"upstream.password\"\nsslmode = \"disable\"\n",
-            port = pg.port()
+            port = pg.port(),
+            rules = RULES_DIR,
         ),
     )?;
     let config = Config::load(&dir.join("pgward.toml"), &ProcessEnv)?;

@@ -30,7 +30,7 @@ pub struct Config {
     /// The identities file.
     pub identities: PathBuf,
     /// The rules directory.
-    pub rules: Option<PathBuf>,
+    pub rules: PathBuf,
     /// pgward's state directory.
     pub data_dir: Option<PathBuf>,
     /// Largest message accepted from either peer.
@@ -240,7 +240,7 @@ impl Config {
             tls,
             upstream,
             identities: path(&raw.identities),
-            rules: raw.rules.as_ref().map(path),
+            rules: path(&raw.rules),
             data_dir: raw.data_dir.as_ref().map(path),
             max_message_bytes,
             startup_timeout: at.duration(raw.startup_timeout.as_ref(), "startup_timeout", 60)?,

@@ -15,7 +15,7 @@ pub struct RawConfig {
     /// Path of the identities file.
     pub identities: Spanned<String>,
     /// Directory of rule files.
-    pub rules: Option<Spanned<String>>,
+    pub rules: Spanned<String>,
     /// Directory for pgward's own state (audit log, approvals, keys).
     pub data_dir: Option<Spanned<String>>,
     /// Largest protocol message accepted from either peer, in bytes.

@@ -3,6 +3,7 @@ use super::*;
 const MINIMAL: &str = r#"
 listen = "127.0.0.1:6432"
 identities = "identities.toml"
+rules = "rules"
 
 [upstream]
 host = "127.0.0.1"
@@ -52,7 +53,7 @@ fn the_password_never_reaches_debug_output() {
 fn unknown_keys_name_their_line() {
     let text = MINIMAL.replace("user = \"pgward\"", "user = \"pgward\"\npasword = \"x\"");
     let (line, _, message) = invalid(&text);
-    assert_eq!(line, 8);
+    assert_eq!(line, 9);
     assert!(message.contains("pasword"), "{message}");
 }
 
@@ -61,9 +62,9 @@ fn bad_values_name_key_and_line() {
     let (line, key, _) = invalid(&MINIMAL.replace("127.0.0.1:6432", "nowhere"));
     assert_eq!((line, key.as_str()), (2, "listen"));
     let (line, key, _) = invalid(&format!("{MINIMAL}sslmode = \"verify-full\"\n"));
-    assert_eq!((line, key.as_str()), (9, "upstream.ca_file"));
+    assert_eq!((line, key.as_str()), (10, "upstream.ca_file"));
     let (line, _, message) = invalid(&format!("{MINIMAL}sslmode = \"sometimes\"\n"));
-    assert_eq!(line, 9);
+    assert_eq!(line, 10);
     assert!(
         message.contains("sometimes") || message.contains("variant"),
         "{message}"

@@ -5,13 +5,14 @@
 //! `PREPARE`), so that a later Bind/Execute or `EXECUTE name` is known by what it runs. Until
 //! duty rules exist the profile is only recorded and logged at debug level.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use tracing::debug;
 
 use crate::proto::{Frame, MessageReader, cstr, tag};
-use crate::sql::{Analysis, AnalyzeContext, FunctionCatalog, ProfileCache, StatementClass};
+use crate::sql::{Analysis, AnalyzeContext, FunctionCatalog, ProfileCache, StatementClass, StatementProfile};
 
 /// Per-session analysis state.
 #[derive(Debug)]
@@ -20,7 +21,92 @@ pub struct StatementTracker {
     catalog: Arc<FunctionCatalog>,
     search_path: Vec<String>,
     /// Protocol-level prepared statements by name; the unnamed one under "".
-    prepared: HashMap<String, Arc<Analysis>>,
+    prepared: HashMap<String, Arc<StatementProfile>>,
+    /// The analysis of the most recent Query or Parse.
+    last: Option<Arc<Analysis>>,
+    /// Reused buffer for cache keys.
+    scratch: String,
+}
+
+// === impl StatementTracker ===
+
+impl StatementTracker {
+    /// A tracker analyzing against `catalog`, with the default `search_path`.
+    pub fn new(cache: Arc<ProfileCache>, catalog: Arc<FunctionCatalog>) -> Self {
+        StatementTracker {
+            cache,
+            catalog,
+            search_path: vec!["public".to_owned()],
+            prepared: HashMap::new(),
+            last: None,
+            scratch: String::new(),
+        }
+    }
+
+    /// Analyzes a Query frame's text and remembers what it prepares (SQL `PREPARE`).
+    pub fn observe_query(&mut self, frame: &Frame<'_>) -> Arc<Analysis> {
+        let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
+        let analysis = self.analyze(text);
+        debug!(class = analysis.combined.class.as_str(), statements = analysis.statements.len(), "Query analyzed");
+        self.track_search_path(&analysis);
+        for s in &analysis.statements {
+            if let Some(p) = &s.profile.prepares {
+                // SQL PREPARE and protocol Parse share one namespace on the server.
+                self.prepared.insert(p.name.clone(), Arc::clone(&p.profile));
+            }
+        }
+        self.last = Some(Arc::clone(&analysis));
+        analysis
+    }
+
+    /// Analyzes a Parse frame's text and remembers it under the statement's name. A malformed
+    /// Parse is analyzed as `unknown` (the server refuses it anyway).
+    pub fn observe_parse(&mut self, frame: &Frame<'_>) -> Arc<Analysis> {
+        let mut r = MessageReader::new(frame.body(), "Parse");
+        let (name, text) = match (r.cstr(), r.cstr()) {
+            (Ok(name), Ok(text)) => (name, text),
+            _ => (&b""[..], &b"\xff"[..]),
+        };
+        let analysis = self.analyze(text);
+        debug!(class = analysis.combined.class.as_str(), "Parse analyzed");
+        let name = String::from_utf8_lossy(name);
+        let profile = Arc::clone(&analysis.combined);
+        if let Some(slot) = self.prepared.get_mut(name.as_ref()) {
+            *slot = profile;
+        } else {
+            self.prepared.insert(name.into_owned(), profile);
+        }
+        self.last = Some(Arc::clone(&analysis));
+        analysis
+    }
+
+    /// Forgets a statement named in a Close frame.
+    pub fn observe_close(&mut self, frame: &Frame<'_>) {
+        let body = frame.body();
+        if let (Some(b'S'), Some((name, _))) = (body.first(), cstr(body.get(1..).unwrap_or_default())) {
+            self.prepared.remove(String::from_utf8_lossy(name).as_ref());
+        }
+    }
+
+    /// The profile of prepared statement `name`: `unknown` when no such statement was seen.
+    pub fn prepared_profile(&self, name: &[u8]) -> Arc<StatementProfile> {
+        std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| self.prepared.get(n))
+            .map_or_else(|| Arc::new(StatementProfile::unparsed("unknown prepared statement")), Arc::clone)
+    }
+
+    /// `profile` itself, or for `EXECUTE name` the profile of what `name` was prepared as.
+    pub fn resolve<'a>(&self, profile: &'a StatementProfile) -> Cow<'a, StatementProfile> {
+        match &profile.executes {
+            Some(e) => {
+                let prepared = self.prepared.get(&e.name).map(|p| &**p);
+                Cow::Owned(profile.resolve_execute(prepared))
+            }
+            None => Cow::Borrowed(profile),
+        }
+    }
+
     /// The analysis of the most recent Query or Parse.
     last: Option<Arc<Analysis>>,
     /// Reused buffer for cache keys.

@@ -7,12 +7,16 @@
 mod analyze;
 mod cancel;
 mod catalog;
+mod enforce;
 mod handshake;
 pub mod relay;
+mod rules;
 
 pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
 pub use catalog::Catalogs;
+pub use enforce::{ClientStage, Refusals, ServerStage, refusal_token};
+pub use rules::{LiveRules, RulesHandle};
 pub use handshake::serve_client;
 
 use std::sync::Arc;
@@ -47,6 +51,10 @@ pub struct Shared {
     pub profiles: Arc<crate::sql::ProfileCache>,
     /// Function catalogs by server database.
     pub catalogs: Catalogs,
+    /// The duty rules, reloaded on change.
+    pub rules: Arc<RulesHandle>,
+    /// The text pgward sends in place of a refused statement (see `enforce`).
+    pub refusal_token: Arc<str>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -15,10 +15,11 @@ use std::io;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{Refusal, StatementTracker};
+use super::Refusal;
+use super::enforce::{ClientStage, ServerStage, Verdict};
 use crate::net::{ReadHalf, Stream, WriteHalf};
 use crate::proto::SqlState;
-use crate::proto::{self, ErrorFields, Frames, tag};
+use crate::proto::{self, Frames, tag};
 
 /// Free space kept in a read buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;
@@ -59,15 +60,35 @@ pub struct Pump {
     sink: WriteHalf,
     buf: BytesMut,
     limit: usize,
-    direction: Direction,
     /// Bytes of a streamed frame still to forward.
     streaming: usize,
     /// Set while a write is in progress (see the module's cancellation note).
     writing: bool,
-    /// The server's last relayed frame was a FATAL ErrorResponse.
-    saw_fatal: bool,
-    /// Client to server only: the analyze stage.
-    tracker: Option<StatementTracker>,
+    /// What looks at (and may replace) frames in this direction.
+    stage: Stage,
+    /// Where a stage writes a replacement frame; reused.
+    scratch: BytesMut,
+}
+
+/// The per-direction stage of a pump.
+#[derive(Debug)]
+pub enum Stage {
+    /// Frames pass untouched (benches, tests).
+    Plain,
+    /// Client to server: analyze, decide, replace refused messages.
+    Client(Box<ClientStage>),
+    /// Server to client: rewrite refusals into pgward's errors.
+    Server(ServerStage),
+}
+
+/// What the walk found to do next.
+enum Step {
+    /// Write the forwardable bytes and read more.
+    Continue,
+    /// Write the forwardable bytes, then the scratch buffer, then skip `skip` received bytes.
+    Replace { skip: usize },
+    /// Write the forwardable bytes and stop.
+    End(End),
 }
 
 // === impl End ===
@@ -94,7 +115,7 @@ impl Pump {
         sink: WriteHalf,
         initial: BytesMut,
         limit: usize,
-        direction: Direction,
+        stage: Stage,
     ) -> Self {
         let mut buf = BytesMut::with_capacity(INITIAL_CAPACITY.max(initial.len()));
         buf.extend_from_slice(&initial);
@@ -103,11 +124,10 @@ impl Pump {
             sink,
             buf,
             limit,
-            direction,
             streaming: 0,
             writing: false,
-            saw_fatal: false,
-            tracker: None,
+            stage,
+            scratch: BytesMut::new(),
         }
     }
 
@@ -133,21 +153,31 @@ impl Pump {
     /// Pumps until the source closes, a session-ending frame passes, or an error.
     pub async fn run(&mut self) -> End {
         loop {
-            let (forward, end) = match self.walk() {
+            let (forward, step) = match self.walk() {
                 Ok(walked) => walked,
                 Err(e) => return End::Malformed(e),
             };
             if forward > 0 {
-                self.writing = true;
-                if let Err(e) = self.sink.write_all(&self.buf[..forward]).await {
+                if let Err(e) = self.write_buffered(forward).await {
                     return End::WriteFailed(e);
                 }
-                self.writing = false;
-                self.buf.advance(forward);
             }
-            if let Some(end) = end {
-                let _ = self.sink.flush().await;
-                return end;
+            match step {
+                Step::End(end) => {
+                    let _ = self.sink.flush().await;
+                    return end;
+                }
+                Step::Replace { skip } => {
+                    self.writing = true;
+                    if let Err(e) = self.sink.write_all(&self.scratch).await {
+                        return End::WriteFailed(e);
+                    }
+                    self.writing = false;
+                    self.scratch.clear();
+                    self.buf.advance(skip);
+                    continue;
+                }
+                Step::Continue => {}
             }
             // After a streamed frame ends, whole frames may already follow it in the buffer.
             if forward > 0 && !self.buf.is_empty() {
@@ -157,18 +187,12 @@ impl Pump {
             if let Err(e) = self.sink.flush().await {
                 return End::WriteFailed(e);
             }
-            let want = self
-                .pending_frame_len()
-                .saturating_sub(self.buf.len())
-                .max(READ_RESERVE);
+            let want = self.pending_frame_len().saturating_sub(self.buf.len()).max(READ_RESERVE);
             self.buf.reserve(want);
             match self.source.read_buf(&mut self.buf).await {
                 Ok(0) if self.buf.is_empty() && self.streaming == 0 => {
-                    return if self.saw_fatal {
-                        End::ServerFatal
-                    } else {
-                        End::SourceClosed
-                    };
+                    let fatal = matches!(&self.stage, Stage::Server(s) if s.saw_fatal);
+                    return if fatal { End::ServerFatal } else { End::SourceClosed };
                 }
                 Ok(0) => return End::ReadFailed(io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) => {}
@@ -177,55 +201,56 @@ impl Pump {
         }
     }
 
-    /// Decides how many buffered bytes can be forwarded now, and whether the session ends after.
-    fn walk(&mut self) -> Result<(usize, Option<End>), proto::Error> {
+    async fn write_buffered(&mut self, n: usize) -> io::Result<()> {
+        self.writing = true;
+        self.sink.write_all(&self.buf[..n]).await?;
+        self.writing = false;
+        self.buf.advance(n);
+        Ok(())
+    }
+
+    /// Decides how many buffered bytes can be forwarded as they are, and what comes after them.
+    fn walk(&mut self) -> Result<(usize, Step), proto::Error> {
         if self.streaming > 0 {
             let n = self.streaming.min(self.buf.len());
             self.streaming -= n;
-            return Ok((n, None));
+            return Ok((n, Step::Continue));
         }
         let mut frames = Frames::new(&self.buf, self.limit);
-        let mut end = None;
-        for frame in frames.by_ref() {
+        let mut start = 0;
+        while let Some(frame) = frames.next() {
             let frame = frame?;
-            match (self.direction, frame.tag()) {
-                (Direction::ClientToServer, tag::TERMINATE) => {
-                    end = Some(End::Terminated);
-                    break;
+            let verdict = match &mut self.stage {
+                Stage::Plain => Verdict::Pass,
+                Stage::Client(_) if frame.tag() == tag::TERMINATE => {
+                    return Ok((frames.consumed(), Step::End(End::Terminated)));
                 }
-                (Direction::ClientToServer, tag::QUERY | tag::PARSE | tag::CLOSE) => {
-                    if let Some(tracker) = self.tracker.as_mut() {
-                        tracker.observe(&frame);
-                    }
-                }
-                (Direction::ServerToClient, tag::ERROR_RESPONSE) => {
-                    self.saw_fatal = ErrorFields::parse(frame.body())
-                        .is_ok_and(|f| matches!(f.severity, "FATAL" | "PANIC"));
-                }
-                _ => self.saw_fatal = false,
+                Stage::Client(stage) => stage.on_frame(&frame, &mut self.scratch),
+                Stage::Server(stage) => stage.on_frame(&frame, &mut self.scratch),
+            };
+            if verdict == Verdict::Replace {
+                return Ok((start, Step::Replace { skip: frame.bytes().len() }));
             }
+            start = frames.consumed();
         }
         let mut forward = frames.consumed();
-        if end.is_none() {
-            if let Some(header) = frames.pending_header() {
-                let have = self.buf.len() - forward;
-                if header.frame_len() > STREAM_THRESHOLD && self.streamable(header.tag) {
-                    self.streaming = header.frame_len() - have;
-                    forward = self.buf.len();
-                }
+        if let Some(header) = frames.pending_header() {
+            let have = self.buf.len() - forward;
+            if header.frame_len() > STREAM_THRESHOLD && self.streamable(header.tag) {
+                self.streaming = header.frame_len() - have;
+                forward = self.buf.len();
             }
         }
-        Ok((forward, end))
+        Ok((forward, Step::Continue))
     }
 
     /// Whether a frame of this type may pass without being buffered whole: only types pgward never
     /// inspects in this direction.
     fn streamable(&self, frame_tag: u8) -> bool {
-        match self.direction {
-            Direction::ClientToServer => {
-                matches!(frame_tag, tag::COPY_DATA | tag::BIND | tag::FUNCTION_CALL)
-            }
-            Direction::ServerToClient => matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW),
+        match &self.stage {
+            Stage::Plain => matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW),
+            Stage::Client(_) => ClientStage::may_stream(frame_tag),
+            Stage::Server(_) => ServerStage::may_stream(frame_tag),
         }
     }
 
@@ -243,30 +268,11 @@ impl Pump {
 
 /// Relays between an authenticated client and its server connection until either side ends,
 /// then tells the client why, if it is still there and the reason is not its own doing.
-pub async fn run(
-    client: Stream,
-    server: Stream,
-    server_leftover: BytesMut,
-    limit: usize,
-    tracker: StatementTracker,
-) -> End {
+pub async fn run(client: Stream, server: Stream, server_leftover: BytesMut, limit: usize, client_stage: ClientStage, server_stage: ServerStage) -> End {
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
-    let mut c2s = Pump::new(
-        client_r,
-        server_w,
-        BytesMut::new(),
-        limit,
-        Direction::ClientToServer,
-    );
-    c2s.tracker = Some(tracker);
-    let mut s2c = Pump::new(
-        server_r,
-        client_w,
-        server_leftover,
-        limit,
-        Direction::ServerToClient,
-    );
+    let mut c2s = Pump::new(client_r, server_w, BytesMut::new(), limit, Stage::Client(Box::new(client_stage)));
+    let mut s2c = Pump::new(server_r, client_w, server_leftover, limit, Stage::Server(server_stage));
     let (direction, end) = tokio::select! {
         end = c2s.run() => (Direction::ClientToServer, end),
         end = s2c.run() => (Direction::ServerToClient, end),

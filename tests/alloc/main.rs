@@ -7,7 +7,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::BytesMut;
-use pgward::session::relay::{Direction, End, Pump};
+use pgward::session::relay::{End, Pump, Stage};
 
 #[path = "../common/result_batch.rs"]
 mod result_batch;
@@ -53,7 +53,7 @@ fn allocations_relaying(rows: usize) -> u64 {
         Box::new(tokio::io::sink()),
         BytesMut::new(),
         1 << 30,
-        Direction::ServerToClient,
+        Stage::Plain,
     );
     let before = allocations();
     let end = rt.block_on(pump.run());

@@ -6,4 +6,5 @@ mod auth;
 mod bad_input;
 mod psql;
 mod relay;
+mod rules;
 mod tls;

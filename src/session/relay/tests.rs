@@ -21,7 +21,7 @@ fn pump_into(input: Vec<u8>, sink: WriteHalf) -> Pump {
         sink,
         BytesMut::new(),
         1 << 30,
-        Direction::ServerToClient,
+        Stage::Plain,
     )
 }
 
@@ -54,7 +54,7 @@ fn a_frame_longer_than_the_limit_ends_the_pump() {
         Box::new(tokio::io::sink()),
         BytesMut::new(),
         16,
-        Direction::ServerToClient,
+        Stage::Plain,
     );
     assert!(matches!(
         rt.block_on(pump.run()),

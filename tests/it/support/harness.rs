@@ -15,6 +15,7 @@ pub struct Harness {
     extra_top: String,
     tls: Option<&'static str>,
     upstream_port: Option<u16>,
+    rules: String,
 }
 
 /// A running pgward and the database it fronts.
@@ -25,8 +26,22 @@ pub struct Running {
     pub database: String,
     /// The directory with the config, identities and TLS files.
     pub dir: tempfile::TempDir,
+    rules: std::sync::Arc<pgward::session::RulesHandle>,
     task: tokio::task::JoinHandle<()>,
 }
+
+/// The rules every harness has unless told otherwise: the transparency tests need a pgward that
+/// allows everything, including what it cannot classify.
+pub const ALLOW_ALL: &str = r#"
+[roles.everyone]
+members = ["*"]
+
+[[rules]]
+id = "allow-everything"
+roles = ["everyone"]
+classes = ["tx", "session", "read", "write", "ddl", "code", "privilege", "admin", "unknown"]
+action = "allow"
+"#;
 
 /// The identity every harness has unless told otherwise.
 pub const USER: &str = "alice";
@@ -42,6 +57,7 @@ impl Harness {
             extra_top: String::new(),
             tls: None,
             upstream_port: None,
+            rules: ALLOW_ALL.to_owned(),
         }
     }
 
@@ -59,6 +75,12 @@ impl Harness {
     pub fn config(mut self, lines: &str) -> Self {
         self.extra_top.push_str(lines);
         self.extra_top.push('\n');
+        self
+    }
+
+    /// Replaces the default allow-everything rules with `toml` (one file, `rules/main.toml`).
+    pub fn rules(mut self, toml: &str) -> Self {
+        self.rules = toml.to_owned();
         self
     }
 
@@ -83,6 +105,8 @@ impl Harness {
             identities.push_str(&pgward::auth::entry_for(name, pw, roles));
         }
         std::fs::write(dir.path().join("identities.toml"), identities).expect("write identities");
+        std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
+        std::fs::write(dir.path().join("rules/main.toml"), &self.rules).expect("write rules");
         let mut tls = String::new();
         if let Some(mode) = self.tls {
             let cert =
@@ -97,7 +121,7 @@ impl Harness {
                 format!("[tls]\nmode = \"{mode}\"\ncert = \"server.crt\"\nkey = \"server.key\"\n");
         }
         let text = format!(
-            "listen = \"127.0.0.1:0\"\nidentities = \"identities.toml\"\n{}\n{tls}\n\
+            "listen = \"127.0.0.1:0\"\nidentities = \"identities.toml\"\nrules = \"rules\"\n{}\n{tls}\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"postgres\"\n\
              password_env = \"PGWARD_TEST_UPSTREAM_PASSWORD\"\nsslmode = \"disable\"\nconnect_timeout = \"5s\"\n",
             self.extra_top,
@@ -170,6 +194,11 @@ impl Running {
             futures::stream::poll_fn(move |cx| conn.poll_message(cx)).map_err(|e| panic!("{e}"));
         tokio::spawn(messages.forward(tx).map(|_| ()));
         (client, rx)
+    }
+
+    /// pgward's live rule set.
+    pub fn rules(&self) -> &pgward::session::RulesHandle {
+        &self.rules
     }
 
     /// The self-signed certificate pgward presents, when TLS is on.

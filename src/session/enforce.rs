@@ -1,0 +1,318 @@
+//! The decide stage: each statement's profile is judged by the duty rules before the server sees
+//! it, and a refused statement is replaced so that the server aborts exactly as for its own error.
+//!
+//! # How a refusal keeps PostgreSQL's semantics
+//! pgward never drops a client message: it *replaces* the refused one with a text that fails to
+//! parse (a syntax error runs nothing). The server then does what it does for any error: the
+//! implicit transaction of the batch or pipeline is rolled back, an explicit block is aborted,
+//! later extended-protocol messages are skipped until Sync, and ReadyForQuery carries the
+//! server's real transaction status. On the way back, the server's syntax error (recognised by a
+//! per-process random token in the replacement text) is rewritten into pgward's own
+//! ERROR 42501 naming the rule, with a HINT. The refused text itself never reaches the server.
+//!
+//! - A simple Query with any refused statement is replaced whole, so no earlier statement of the
+//!   batch runs, let alone commits.
+//! - A Parse of a refused text, or a Bind of a prepared statement whose profile the current rules
+//!   refuse, is replaced by a Parse of the failing text.
+//! - A FunctionCall (fast-path call by OID) can't be classified: it is judged as `unknown`.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::{BufMut, BytesMut};
+use tracing::info;
+
+use super::StatementTracker;
+use super::rules::LiveRules;
+use crate::policy::Request;
+use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, tag};
+use crate::sql::StatementProfile;
+
+/// Refusals on their way from the client side to the server side of one session, in order.
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Fast path: the server side takes the lock only when something is pending.
+    pending: AtomicUsize,
+    queue: Mutex<VecDeque<Refused>>,
+}
+
+/// One refused message, awaiting the server's syntax error to rewrite.
+#[derive(Debug)]
+struct Refused {
+    /// Index of the ReadyForQuery that ends the refused message's batch.
+    segment: u64,
+    rule: String,
+    message: String,
+    hint: String,
+}
+
+/// The client-to-server half: analyze, decide, replace.
+#[derive(Debug)]
+pub struct ClientStage {
+    pub(super) tracker: StatementTracker,
+    rules: LiveRules,
+    database: String,
+    token: Arc<str>,
+    refusals: Arc<Refusals>,
+    /// Messages sent that end with a ReadyForQuery (Query, Sync, FunctionCall).
+    segments_sent: u64,
+}
+
+/// The server-to-client half: rewrite pgward's refusals into its own errors.
+#[derive(Debug)]
+pub struct ServerStage {
+    token: Arc<str>,
+    refusals: Arc<Refusals>,
+    /// ReadyForQuery messages relayed.
+    segments_done: u64,
+    /// The last relayed frame was a FATAL ErrorResponse.
+    pub(super) saw_fatal: bool,
+}
+
+/// What a stage wants done with a frame.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forward it as received.
+    Pass,
+    /// Forward the bytes the stage wrote into the scratch buffer instead.
+    Replace,
+}
+
+// === impl Refusals ===
+
+impl Refusals {
+    fn push(&self, refused: Refused) {
+        self.lock().push_back(refused);
+        self.pending.fetch_add(1, Ordering::Release);
+    }
+
+    /// The oldest refusal of batch `segment`, dropping those of batches already finished (their
+    /// replacement was skipped because an earlier message of the batch failed).
+    fn take(&self, segment: u64) -> Option<Refused> {
+        if self.pending.load(Ordering::Acquire) == 0 {
+            return None;
+        }
+        let mut q = self.lock();
+        while q.front().is_some_and(|r| r.segment < segment) {
+            q.pop_front();
+            self.pending.fetch_sub(1, Ordering::Release);
+        }
+        let r = q.pop_front()?;
+        self.pending.fetch_sub(1, Ordering::Release);
+        Some(r)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Refused>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+// === impl ClientStage ===
+
+impl ClientStage {
+    /// The stage for one session.
+    pub fn new(
+        tracker: StatementTracker,
+        rules: LiveRules,
+        database: &str,
+        token: Arc<str>,
+        refusals: Arc<Refusals>,
+    ) -> Self {
+        ClientStage {
+            tracker,
+            rules,
+            database: database.to_owned(),
+            token,
+            refusals,
+            segments_sent: 0,
+        }
+    }
+
+    /// Judges one client frame; on refusal, writes its replacement into `out`.
+    pub fn on_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
+        let verdict = match frame.tag() {
+            tag::QUERY => {
+                let analysis = self.tracker.observe_query(frame);
+                let refused = analysis.statements.iter().find_map(|s| {
+                    let profile = self.tracker.resolve(&s.profile);
+                    self.judge(&profile)
+                });
+                // Nothing analyzable (empty text) still goes through the rules as the combined
+                // profile, so an empty query is as allowed as `session` statements are.
+                let refused = refused.or_else(|| {
+                    if analysis.statements.is_empty() { self.judge(&analysis.combined) } else { None }
+                });
+                match refused {
+                    Some(r) => {
+                        write_failing_query(out, &self.token);
+                        self.refuse(r);
+                        Verdict::Replace
+                    }
+                    None => Verdict::Pass,
+                }
+            }
+            tag::PARSE => {
+                let analysis = self.tracker.observe_parse(frame);
+                match self.judge(&analysis.combined) {
+                    Some(r) => {
+                        write_failing_parse(out, &self.token);
+                        self.refuse(r);
+                        Verdict::Replace
+                    }
+                    None => Verdict::Pass,
+                }
+            }
+            tag::BIND => {
+                // Rules may have changed since the Parse: judge the statement again as it runs.
+                let mut r = MessageReader::new(frame.body(), "Bind");
+                let statement = r.cstr().and_then(|_| r.cstr()).unwrap_or_default();
+                let profile = self.tracker.prepared_profile(statement);
+                match self.judge(&profile) {
+                    Some(r) => {
+                        write_failing_parse(out, &self.token);
+                        self.refuse(r);
+                        Verdict::Replace
+                    }
+                    None => Verdict::Pass,
+                }
+            }
+            tag::FUNCTION_CALL => {
+                let profile = StatementProfile::unparsed("fast-path function call");
+                match self.judge(&profile) {
+                    Some(r) => {
+                        write_failing_query(out, &self.token);
+                        self.refuse(r);
+                        Verdict::Replace
+                    }
+                    None => Verdict::Pass,
+                }
+            }
+            tag::CLOSE => {
+                self.tracker.observe_close(frame);
+                Verdict::Pass
+            }
+            _ => Verdict::Pass,
+        };
+        if matches!(frame.tag(), tag::QUERY | tag::SYNC | tag::FUNCTION_CALL) {
+            self.segments_sent += 1;
+        }
+        verdict
+    }
+
+    /// The refusal for `profile`, or `None` when the rules allow it.
+    fn judge(&mut self, profile: &StatementProfile) -> Option<Refused> {
+        let current = self.rules.current();
+        let decision = current.rules.decide(&Request {
+            roles: &current.roles,
+            database: &self.database,
+            profile,
+        });
+        if decision.is_allowed() {
+            return None;
+        }
+        info!(
+            identity = %self.rules.identity(),
+            rule = %decision.rule,
+            class = profile.class.as_str(),
+            "Statement refused"
+        );
+        Some(Refused {
+            segment: 0,
+            rule: decision.rule.to_string(),
+            message: decision.message(),
+            hint: decision.hint().unwrap_or_default(),
+        })
+    }
+
+    fn refuse(&mut self, mut refused: Refused) {
+        refused.segment = self.segments_sent;
+        self.refusals.push(refused);
+    }
+
+    /// Whether a frame of this type may be streamed through unseen when it is very large.
+    pub fn may_stream(frame_tag: u8) -> bool {
+        matches!(frame_tag, tag::COPY_DATA)
+    }
+}
+
+// === impl ServerStage ===
+
+impl ServerStage {
+    /// The stage for one session.
+    pub fn new(token: Arc<str>, refusals: Arc<Refusals>) -> Self {
+        ServerStage { token, refusals, segments_done: 0, saw_fatal: false }
+    }
+
+    /// Looks at one server frame; rewrites the error caused by a refusal's replacement.
+    pub fn on_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
+        match frame.tag() {
+            tag::READY_FOR_QUERY => {
+                self.segments_done += 1;
+                self.saw_fatal = false;
+                Verdict::Pass
+            }
+            tag::ERROR_RESPONSE => {
+                let Ok(fields) = ErrorFields::parse(frame.body()) else {
+                    self.saw_fatal = false;
+                    return Verdict::Pass;
+                };
+                self.saw_fatal = matches!(fields.severity, "FATAL" | "PANIC");
+                if fields.code != SqlState::SYNTAX_ERROR.code() || !fields.message.contains(&*self.token) {
+                    return Verdict::Pass;
+                }
+                let (rule, message, hint) = match self.refusals.take(self.segments_done) {
+                    Some(r) => (r.rule, r.message, r.hint),
+                    // Not reachable while pgward is the only writer of the token; still never
+                    // let the token's syntax error reach the client.
+                    None => ("unknown".to_owned(), "permission denied by pgward".to_owned(), String::new()),
+                };
+                proto::write_error_response(
+                    out,
+                    Severity::Error,
+                    SqlState::INSUFFICIENT_PRIVILEGE,
+                    &message,
+                    Some(&format!("rule: {rule}")),
+                    Some(&hint).filter(|h| !h.is_empty()).map(String::as_str),
+                );
+                Verdict::Replace
+            }
+            _ => {
+                self.saw_fatal = false;
+                Verdict::Pass
+            }
+        }
+    }
+
+    /// Whether a frame of this type may be streamed through unseen when it is very large.
+    pub fn may_stream(frame_tag: u8) -> bool {
+        matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW)
+    }
+}
+
+/// A simple Query whose text fails to parse.
+fn write_failing_query(out: &mut BytesMut, token: &str) {
+    out.put_u8(tag::QUERY);
+    out.put_i32((4 + token.len() + 1) as i32);
+    out.put_slice(token.as_bytes());
+    out.put_u8(0);
+}
+
+/// A Parse of a named statement whose text fails to parse: the server reports the error and
+/// skips everything up to the next Sync, without touching the client's unnamed statement.
+fn write_failing_parse(out: &mut BytesMut, token: &str) {
+    const NAME: &[u8] = b"pgward_refused\0";
+    out.put_u8(tag::PARSE);
+    out.put_i32((4 + NAME.len() + token.len() + 1 + 2) as i32);
+    out.put_slice(NAME);
+    out.put_slice(token.as_bytes());
+    out.put_u8(0);
+    out.put_i16(0);
+}
+
+/// A fresh token for one process: an identifier nobody else writes.
+pub fn refusal_token() -> Arc<str> {
+    let bytes: [u8; 8] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("pgward_refused_{hex}").into()
+}
