@@ -16,6 +16,7 @@ use std::fmt::Write as _;
 use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
+use super::glob::NameFilter;
 use super::rules::{Action, DEFAULT_DENY, RuleId, RuleSet};
 use crate::sql::{Analysis, StatementClass, StatementProfile};
 
@@ -58,6 +59,7 @@ impl RuleSet {
     /// roles and the statement's class (see `benches/policy.rs`).
     pub fn decide<'a>(&'a self, req: &Request<'a>) -> Decision<'a> {
         let class = req.profile.class;
+        let touched = touched_tables(req.profile);
         let mut best: Option<u32> = None;
         for role in req.roles {
             for &i in self.candidates(role, class) {
@@ -66,7 +68,7 @@ impl RuleSet {
                 }
                 if self
                     .rule_at(i)
-                    .is_some_and(|r| r.matches_rest(req.database, req.profile))
+                    .is_some_and(|r| r.matches_rest(req.database, req.profile, touched))
                 {
                     best = Some(i);
                     break;
@@ -121,6 +123,18 @@ impl RuleSet {
         }
         worst.unwrap_or_else(|| decide(&analysis.combined))
     }
+}
+
+/// The [`NameFilter`] of every table a statement reads or writes, computed
+/// once per decision; `None` when it touches none.
+fn touched_tables(p: &StatementProfile) -> Option<NameFilter> {
+    let mut f = NameFilter::default();
+    let mut any = false;
+    for t in p.tables_read.iter().chain(&p.tables_written) {
+        f.add(&t.schema, &t.name);
+        any = true;
+    }
+    any.then_some(f)
 }
 
 // === impl Decision ===

@@ -98,6 +98,65 @@ impl Glob {
     pub(crate) fn is_any(&self) -> bool {
         matches!(self, Glob::Any)
     }
+
+    /// The one text it matches, when it has no wildcard.
+    pub(crate) fn exact(&self) -> Option<&str> {
+        match self {
+            Glob::Exact(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
+/// A 64-bit one-hot digest of a name (FNV-1a, folded to 6 bits), for
+/// [`NameFilter`].
+pub(crate) fn name_bit(s: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    1 << ((h ^ (h >> 32)) & 63)
+}
+
+/// A Bloom-style summary of names: one bit per name (all bits when any
+/// pattern has a wildcard), so that most rules that cannot match are
+/// rejected with two `AND`s before any pattern is compared.
+///
+/// Only ever used to *reject*: a set bit proves nothing, a missing bit
+/// proves a name cannot match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct NameFilter {
+    pub(crate) schemas: u64,
+    pub(crate) names: u64,
+}
+
+impl NameFilter {
+    /// The filter of a rule's table patterns.
+    pub(crate) fn of_patterns(globs: &[TableGlob]) -> Self {
+        let mut f = NameFilter::default();
+        for g in globs {
+            f.schemas |= g.schema.exact().map_or(u64::MAX, name_bit);
+            f.names |= g.name.exact().map_or(u64::MAX, name_bit);
+        }
+        f
+    }
+
+    /// Adds one table of a statement.
+    pub(crate) fn add(&mut self, schema: &str, name: &str) {
+        self.schemas |= name_bit(schema);
+        self.names |= name_bit(name);
+    }
+
+    /// Whether some table in `tables` might match one of these patterns.
+    pub(crate) fn may_match_any(self, tables: NameFilter) -> bool {
+        self.schemas & tables.schemas != 0 && self.names & tables.names != 0
+    }
+
+    /// Whether every table in `tables` might match one of these patterns.
+    pub(crate) fn may_match_every(self, tables: NameFilter) -> bool {
+        tables.schemas & !self.schemas == 0 && tables.names & !self.names == 0
+    }
 }
 
 /// Length in bytes of the UTF-8 character starting with `lead`.
@@ -348,5 +407,51 @@ mod tests {
         assert!(c.is_match("hr", "people", "ssn"));
         assert!(!c.is_match("hr", "people", "email"));
         assert!(ColumnGlob::new("a.b.c.d").is_err());
+    }
+
+    #[test]
+    fn name_filter_never_rejects_a_real_match() {
+        let patterns = [
+            "public.orders",
+            "public.*",
+            "*.people",
+            "app.t?",
+            "*",
+            "hr.emp*",
+        ];
+        let tables = [
+            ("public", "orders"),
+            ("public", "people"),
+            ("hr", "people"),
+            ("hr", "employees"),
+            ("app", "t1"),
+            ("x", "y"),
+        ];
+        // Every pair of patterns against every pair of tables.
+        for (i, a) in patterns.iter().enumerate() {
+            for b in &patterns[i..] {
+                let globs = [TableGlob::new(a).unwrap(), TableGlob::new(b).unwrap()];
+                let filter = NameFilter::of_patterns(&globs);
+                for (j, t1) in tables.iter().enumerate() {
+                    for t2 in &tables[j..] {
+                        let mut touched = NameFilter::default();
+                        touched.add(t1.0, t1.1);
+                        touched.add(t2.0, t2.1);
+                        let hit = |t: &(&str, &str)| globs.iter().any(|g| g.is_match(t.0, t.1));
+                        if hit(t1) && hit(t2) {
+                            assert!(filter.may_match_every(touched), "{a} {b} {t1:?} {t2:?}");
+                        }
+                        if hit(t1) || hit(t2) {
+                            assert!(filter.may_match_any(touched), "{a} {b} {t1:?} {t2:?}");
+                        }
+                    }
+                }
+            }
+        }
+        // And it does reject: other schemas, exact patterns.
+        let f = NameFilter::of_patterns(&[TableGlob::new("tenant_1.*").unwrap()]);
+        let mut touched = NameFilter::default();
+        touched.add("public", "orders");
+        assert!(!f.may_match_any(touched) || name_bit("tenant_1") == name_bit("public"));
     }
 }

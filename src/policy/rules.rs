@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Serialize, Serializer};
 use toml::Spanned;
 
-use super::glob::{ColumnGlob, FunctionGlob, Glob, TableGlob};
+use super::glob::{ColumnGlob, FunctionGlob, Glob, NameFilter, TableGlob};
 use super::raw::{RawFile, RawMask, RawRole, RawRule, SpannedList};
 use super::{Error, Locator, Warning, class_names};
 use crate::sql::{ColumnRef, StatementClass};
@@ -104,6 +104,8 @@ pub struct Rule {
     roles: Vec<String>,
     classes: ClassSet,
     tables: Vec<TableGlob>,
+    /// Quick reject for `tables`.
+    table_filter: NameFilter,
     functions: Vec<FunctionGlob>,
     databases: Vec<(String, Glob)>,
     action: Action,
@@ -368,23 +370,36 @@ impl Rule {
 
     /// Whether the rule matches a request with this database and profile;
     /// roles and class are matched by the index before this is called.
-    pub(super) fn matches_rest(&self, database: &str, p: &crate::sql::StatementProfile) -> bool {
+    /// `touched` is the [`NameFilter`] of the profile's tables.
+    pub(super) fn matches_rest(
+        &self,
+        database: &str,
+        p: &crate::sql::StatementProfile,
+        touched: Option<NameFilter>,
+    ) -> bool {
         if !self.databases.is_empty() && !self.databases.iter().any(|(_, g)| g.is_match(database)) {
             return false;
         }
         let surely = self.action.is_permissive();
         if !self.tables.is_empty() {
-            let mut touched = p.tables_read.iter().chain(&p.tables_written).peekable();
-            if touched.peek().is_none() {
+            // A statement touching no table matches no rule with `tables`.
+            let Some(touched) = touched else { return false };
+            let may = if surely {
+                self.table_filter.may_match_every(touched)
+            } else {
+                self.table_filter.may_match_any(touched)
+            };
+            if !may {
                 return false;
             }
+            let mut all = p.tables_read.iter().chain(&p.tables_written);
             let covered = |t: &crate::sql::TableName| {
                 self.tables.iter().any(|g| g.is_match(&t.schema, &t.name))
             };
             let ok = if surely {
-                touched.all(covered)
+                all.all(covered)
             } else {
-                touched.any(covered)
+                all.any(covered)
             };
             if !ok {
                 return false;
@@ -945,6 +960,7 @@ impl Builder {
             reason,
             roles,
             classes,
+            table_filter: NameFilter::of_patterns(&tables),
             tables,
             functions,
             databases,
