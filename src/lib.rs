@@ -21,6 +21,7 @@ pub mod auth;
 pub mod config;
 pub mod localpg;
 pub mod net;
+pub mod policy;
 pub mod proto;
 pub mod server;
 pub mod session;
