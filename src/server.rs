@@ -111,7 +111,9 @@ impl Server {
             upstream = %format!("{}:{}", self.shared.config.upstream.host, self.shared.config.upstream.port),
             "pgward is serving"
         );
-        let _reloader = AbortOnDrop(tokio::spawn(Arc::clone(&self.shared.rules).watch(RULES_POLL)));
+        let _reloader = AbortOnDrop(tokio::spawn(
+            Arc::clone(&self.shared.rules).watch(RULES_POLL),
+        ));
         loop {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {

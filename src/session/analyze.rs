@@ -1,9 +1,9 @@
 //! The analyze stage: each Query and Parse is turned into a statement profile on the data path.
 //!
-//! Profiles come from the shared [`ProfileCache`], so a repeated text costs a hash lookup.
-//! Prepared statements are remembered by name for the session (protocol-level Parse, and SQL
-//! `PREPARE`), so that a later Bind/Execute or `EXECUTE name` is known by what it runs. Until
-//! duty rules exist the profile is only recorded and logged at debug level.
+//! Profiles come from the shared [`ProfileCache`], so a repeated text costs a hash lookup (and
+//! texts differing only in numeric literals share one entry). Prepared statements are
+//! remembered by name for the session (protocol-level Parse, and SQL `PREPARE`, which share one
+//! namespace on the server), so that a later Bind or `EXECUTE name` is judged by what it runs.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -11,8 +11,8 @@ use std::sync::Arc;
 
 use tracing::debug;
 
-use crate::proto::{Frame, MessageReader, cstr, tag};
-use crate::sql::{Analysis, AnalyzeContext, FunctionCatalog, ProfileCache, StatementClass, StatementProfile};
+use crate::proto::{Frame, MessageReader, cstr};
+use crate::sql::{Analysis, AnalyzeContext, FunctionCatalog, ProfileCache, StatementProfile};
 
 /// Per-session analysis state.
 #[derive(Debug)]
@@ -20,10 +20,8 @@ pub struct StatementTracker {
     cache: Arc<ProfileCache>,
     catalog: Arc<FunctionCatalog>,
     search_path: Vec<String>,
-    /// Protocol-level prepared statements by name; the unnamed one under "".
+    /// Prepared statements by name (the unnamed one under ""), as their combined profile.
     prepared: HashMap<String, Arc<StatementProfile>>,
-    /// The analysis of the most recent Query or Parse.
-    last: Option<Arc<Analysis>>,
     /// Reused buffer for cache keys.
     scratch: String,
 }
@@ -38,7 +36,6 @@ impl StatementTracker {
             catalog,
             search_path: vec!["public".to_owned()],
             prepared: HashMap::new(),
-            last: None,
             scratch: String::new(),
         }
     }
@@ -47,15 +44,24 @@ impl StatementTracker {
     pub fn observe_query(&mut self, frame: &Frame<'_>) -> Arc<Analysis> {
         let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
         let analysis = self.analyze(text);
-        debug!(class = analysis.combined.class.as_str(), statements = analysis.statements.len(), "Query analyzed");
-        self.track_search_path(&analysis);
+        debug!(
+            class = analysis.combined.class.as_str(),
+            statements = analysis.statements.len(),
+            "Query analyzed"
+        );
+        if let Some(path) = analysis
+            .statements
+            .iter()
+            .rev()
+            .find_map(|s| s.profile.search_path.as_ref())
+        {
+            self.search_path.clone_from(path);
+        }
         for s in &analysis.statements {
             if let Some(p) = &s.profile.prepares {
-                // SQL PREPARE and protocol Parse share one namespace on the server.
                 self.prepared.insert(p.name.clone(), Arc::clone(&p.profile));
             }
         }
-        self.last = Some(Arc::clone(&analysis));
         analysis
     }
 
@@ -65,6 +71,7 @@ impl StatementTracker {
         let mut r = MessageReader::new(frame.body(), "Parse");
         let (name, text) = match (r.cstr(), r.cstr()) {
             (Ok(name), Ok(text)) => (name, text),
+            // Not UTF-8: analyzed as unknown.
             _ => (&b""[..], &b"\xff"[..]),
         };
         let analysis = self.analyze(text);
@@ -76,14 +83,15 @@ impl StatementTracker {
         } else {
             self.prepared.insert(name.into_owned(), profile);
         }
-        self.last = Some(Arc::clone(&analysis));
         analysis
     }
 
     /// Forgets a statement named in a Close frame.
     pub fn observe_close(&mut self, frame: &Frame<'_>) {
         let body = frame.body();
-        if let (Some(b'S'), Some((name, _))) = (body.first(), cstr(body.get(1..).unwrap_or_default())) {
+        if let (Some(b'S'), Some((name, _))) =
+            (body.first(), cstr(body.get(1..).unwrap_or_default()))
+        {
             self.prepared.remove(String::from_utf8_lossy(name).as_ref());
         }
     }
@@ -93,94 +101,20 @@ impl StatementTracker {
         std::str::from_utf8(name)
             .ok()
             .and_then(|n| self.prepared.get(n))
-            .map_or_else(|| Arc::new(StatementProfile::unparsed("unknown prepared statement")), Arc::clone)
+            .map_or_else(
+                || Arc::new(StatementProfile::unparsed("unknown prepared statement")),
+                Arc::clone,
+            )
     }
 
     /// `profile` itself, or for `EXECUTE name` the profile of what `name` was prepared as.
     pub fn resolve<'a>(&self, profile: &'a StatementProfile) -> Cow<'a, StatementProfile> {
         match &profile.executes {
             Some(e) => {
-                let prepared = self.prepared.get(&e.name).map(|p| &**p);
-                Cow::Owned(profile.resolve_execute(prepared))
+                Cow::Owned(profile.resolve_execute(self.prepared.get(&e.name).map(|p| &**p)))
             }
             None => Cow::Borrowed(profile),
         }
-    }
-
-    /// The analysis of the most recent Query or Parse.
-    last: Option<Arc<Analysis>>,
-    /// Reused buffer for cache keys.
-    scratch: String,
-}
-
-// === impl StatementTracker ===
-
-impl StatementTracker {
-    /// A tracker analyzing against `catalog`, with the default `search_path`.
-    pub fn new(cache: Arc<ProfileCache>, catalog: Arc<FunctionCatalog>) -> Self {
-        StatementTracker {
-            cache,
-            catalog,
-            search_path: vec!["public".to_owned()],
-            prepared: HashMap::new(),
-            last: None,
-            scratch: String::new(),
-        }
-    }
-
-    /// Looks at one client frame. Never fails: text that can't be read is analyzed as `unknown`.
-    pub fn observe(&mut self, frame: &Frame<'_>) {
-        match frame.tag() {
-            tag::QUERY => {
-                let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
-                let analysis = self.analyze(text);
-                debug!(
-                    class = analysis.combined.class.as_str(),
-                    statements = analysis.statements.len(),
-                    "Query analyzed"
-                );
-                self.track_search_path(&analysis);
-                self.last = Some(analysis);
-            }
-            tag::PARSE => {
-                let mut r = MessageReader::new(frame.body(), "Parse");
-                let (Ok(name), Ok(text)) = (r.cstr(), r.cstr()) else {
-                    // A malformed Parse is refused by the server; nothing to remember.
-                    return;
-                };
-                let analysis = self.analyze(text);
-                debug!(class = analysis.combined.class.as_str(), "Parse analyzed");
-                let name = String::from_utf8_lossy(name);
-                if let Some(slot) = self.prepared.get_mut(name.as_ref()) {
-                    *slot = Arc::clone(&analysis);
-                } else {
-                    self.prepared
-                        .insert(name.into_owned(), Arc::clone(&analysis));
-                }
-                self.last = Some(analysis);
-            }
-            tag::CLOSE => {
-                let body = frame.body();
-                if let (Some(b'S'), Some((name, _))) =
-                    (body.first(), cstr(body.get(1..).unwrap_or_default()))
-                {
-                    self.prepared.remove(String::from_utf8_lossy(name).as_ref());
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// The analysis of the most recent Query or Parse.
-    pub fn last(&self) -> Option<&Arc<Analysis>> {
-        self.last.as_ref()
-    }
-
-    /// The class of the prepared statement `name`, or `unknown` when no such statement was seen.
-    pub fn prepared_class(&self, name: &str) -> StatementClass {
-        self.prepared
-            .get(name)
-            .map_or(StatementClass::Unknown, |a| a.combined.class)
     }
 
     fn analyze(&mut self, text: &[u8]) -> Arc<Analysis> {
@@ -192,23 +126,12 @@ impl StatementTracker {
             Err(_) => self.cache.get_or_analyze_bytes(text, &ctx),
         }
     }
-
-    /// Follows `SET search_path` so later statements resolve unqualified names as the server will.
-    fn track_search_path(&mut self, analysis: &Analysis) {
-        if let Some(path) = analysis
-            .statements
-            .iter()
-            .rev()
-            .find_map(|s| s.profile.search_path.as_ref())
-        {
-            self.search_path.clone_from(path);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sql::StatementClass;
 
     fn frame(t: u8, body: &[u8]) -> Vec<u8> {
         let mut v = vec![t];
@@ -217,44 +140,68 @@ mod tests {
         v
     }
 
-    fn observe(tracker: &mut StatementTracker, bytes: &[u8]) {
-        let f = crate::proto::Frames::new(bytes, 1 << 20)
+    fn tracker() -> StatementTracker {
+        StatementTracker::new(
+            Arc::new(ProfileCache::new(16)),
+            Arc::new(FunctionCatalog::builtin_only()),
+        )
+    }
+
+    fn with_frame<T>(bytes: &[u8], f: impl FnOnce(&Frame<'_>) -> T) -> T {
+        f(&crate::proto::Frames::new(bytes, 1 << 20)
             .next()
             .unwrap()
-            .unwrap();
-        tracker.observe(&f);
+            .unwrap())
     }
 
     #[test]
     fn queries_and_prepared_statements_are_profiled() {
-        let mut t = StatementTracker::new(
-            Arc::new(ProfileCache::new(16)),
-            Arc::new(FunctionCatalog::builtin_only()),
-        );
-        observe(&mut t, &frame(b'Q', b"DELETE FROM orders\0"));
-        assert_eq!(t.last().unwrap().combined.class, StatementClass::Write);
-        observe(
-            &mut t,
+        let mut t = tracker();
+        let a = with_frame(&frame(b'Q', b"DELETE FROM orders\0"), |f| {
+            t.observe_query(f)
+        });
+        assert_eq!(a.combined.class, StatementClass::Write);
+        with_frame(
             &frame(b'P', b"s1\0SELECT * FROM people WHERE id = $1\0\0\0"),
+            |f| t.observe_parse(f),
         );
-        assert_eq!(t.prepared_class("s1"), StatementClass::Read);
-        observe(&mut t, &frame(b'C', b"Ss1\0"));
-        assert_eq!(t.prepared_class("s1"), StatementClass::Unknown);
-        observe(&mut t, &frame(b'Q', b"\xff\xfe\0"));
-        assert_eq!(t.last().unwrap().combined.class, StatementClass::Unknown);
+        assert_eq!(t.prepared_profile(b"s1").class, StatementClass::Read);
+        with_frame(&frame(b'C', b"Ss1\0"), |f| t.observe_close(f));
+        assert_eq!(t.prepared_profile(b"s1").class, StatementClass::Unknown);
+        let a = with_frame(&frame(b'Q', b"\xff\xfe\0"), |f| t.observe_query(f));
+        assert_eq!(a.combined.class, StatementClass::Unknown);
+    }
+
+    #[test]
+    fn sql_prepare_and_execute_resolve_to_the_prepared_statement() {
+        let mut t = tracker();
+        with_frame(&frame(b'Q', b"PREPARE wipe AS DELETE FROM orders\0"), |f| {
+            t.observe_query(f)
+        });
+        let a = with_frame(&frame(b'Q', b"EXECUTE wipe\0"), |f| t.observe_query(f));
+        assert_eq!(
+            t.resolve(&a.statements[0].profile).class,
+            StatementClass::Write
+        );
+        let a = with_frame(&frame(b'Q', b"EXECUTE never_prepared\0"), |f| {
+            t.observe_query(f)
+        });
+        assert_eq!(
+            t.resolve(&a.statements[0].profile).class,
+            StatementClass::Unknown
+        );
     }
 
     #[test]
     fn set_search_path_changes_resolution() {
-        let mut t = StatementTracker::new(
-            Arc::new(ProfileCache::new(16)),
-            Arc::new(FunctionCatalog::builtin_only()),
-        );
-        observe(&mut t, &frame(b'Q', b"SET search_path = app, public\0"));
-        observe(&mut t, &frame(b'Q', b"SELECT * FROM users\0"));
-        let read: Vec<String> = t
-            .last()
-            .unwrap()
+        let mut t = tracker();
+        with_frame(&frame(b'Q', b"SET search_path = app, public\0"), |f| {
+            t.observe_query(f)
+        });
+        let a = with_frame(&frame(b'Q', b"SELECT * FROM users\0"), |f| {
+            t.observe_query(f)
+        });
+        let read: Vec<String> = a
             .combined
             .tables_read
             .iter()

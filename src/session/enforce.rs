@@ -141,7 +141,11 @@ impl ClientStage {
                 // Nothing analyzable (empty text) still goes through the rules as the combined
                 // profile, so an empty query is as allowed as `session` statements are.
                 let refused = refused.or_else(|| {
-                    if analysis.statements.is_empty() { self.judge(&analysis.combined) } else { None }
+                    if analysis.statements.is_empty() {
+                        self.judge(&analysis.combined)
+                    } else {
+                        None
+                    }
                 });
                 match refused {
                     Some(r) => {
@@ -202,6 +206,7 @@ impl ClientStage {
 
     /// The refusal for `profile`, or `None` when the rules allow it.
     fn judge(&mut self, profile: &StatementProfile) -> Option<Refused> {
+        self.rules.refresh();
         let current = self.rules.current();
         let decision = current.rules.decide(&Request {
             roles: &current.roles,
@@ -241,7 +246,12 @@ impl ClientStage {
 impl ServerStage {
     /// The stage for one session.
     pub fn new(token: Arc<str>, refusals: Arc<Refusals>) -> Self {
-        ServerStage { token, refusals, segments_done: 0, saw_fatal: false }
+        ServerStage {
+            token,
+            refusals,
+            segments_done: 0,
+            saw_fatal: false,
+        }
     }
 
     /// Looks at one server frame; rewrites the error caused by a refusal's replacement.
@@ -258,14 +268,20 @@ impl ServerStage {
                     return Verdict::Pass;
                 };
                 self.saw_fatal = matches!(fields.severity, "FATAL" | "PANIC");
-                if fields.code != SqlState::SYNTAX_ERROR.code() || !fields.message.contains(&*self.token) {
+                if fields.code != SqlState::SYNTAX_ERROR.code()
+                    || !fields.message.contains(&*self.token)
+                {
                     return Verdict::Pass;
                 }
                 let (rule, message, hint) = match self.refusals.take(self.segments_done) {
                     Some(r) => (r.rule, r.message, r.hint),
                     // Not reachable while pgward is the only writer of the token; still never
                     // let the token's syntax error reach the client.
-                    None => ("unknown".to_owned(), "permission denied by pgward".to_owned(), String::new()),
+                    None => (
+                        "unknown".to_owned(),
+                        "permission denied by pgward".to_owned(),
+                        String::new(),
+                    ),
                 };
                 proto::write_error_response(
                     out,

@@ -10,7 +10,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use super::{BackendKey, ClientStage, LiveRules, Refusal, Refusals, ServerStage, Shared, StatementTracker};
+use super::{
+    BackendKey, ClientStage, LiveRules, Refusal, Refusals, ServerStage, Shared, StatementTracker,
+};
 use crate::auth::scram::{self, ScramServer, Verifier};
 use crate::auth::{self, Identity};
 use crate::config::TlsMode;
@@ -394,8 +396,13 @@ impl Ready {
         let tracker = StatementTracker::new(Arc::clone(&shared.profiles), catalog);
         let rules = LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles);
         let refusals = Arc::new(Refusals::default());
-        let client_stage =
-            ClientStage::new(tracker, rules, &database, Arc::clone(&shared.refusal_token), Arc::clone(&refusals));
+        let client_stage = ClientStage::new(
+            tracker,
+            rules,
+            &database,
+            Arc::clone(&shared.refusal_token),
+            Arc::clone(&refusals),
+        );
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals);
         let end = super::relay::run(
             client,

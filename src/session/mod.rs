@@ -16,8 +16,8 @@ pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
 pub use catalog::Catalogs;
 pub use enforce::{ClientStage, Refusals, ServerStage, refusal_token};
-pub use rules::{LiveRules, RulesHandle};
 pub use handshake::serve_client;
+pub use rules::{LiveRules, RulesHandle};
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;

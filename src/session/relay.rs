@@ -187,12 +187,19 @@ impl Pump {
             if let Err(e) = self.sink.flush().await {
                 return End::WriteFailed(e);
             }
-            let want = self.pending_frame_len().saturating_sub(self.buf.len()).max(READ_RESERVE);
+            let want = self
+                .pending_frame_len()
+                .saturating_sub(self.buf.len())
+                .max(READ_RESERVE);
             self.buf.reserve(want);
             match self.source.read_buf(&mut self.buf).await {
                 Ok(0) if self.buf.is_empty() && self.streaming == 0 => {
                     let fatal = matches!(&self.stage, Stage::Server(s) if s.saw_fatal);
-                    return if fatal { End::ServerFatal } else { End::SourceClosed };
+                    return if fatal {
+                        End::ServerFatal
+                    } else {
+                        End::SourceClosed
+                    };
                 }
                 Ok(0) => return End::ReadFailed(io::ErrorKind::UnexpectedEof.into()),
                 Ok(_) => {}
@@ -229,7 +236,12 @@ impl Pump {
                 Stage::Server(stage) => stage.on_frame(&frame, &mut self.scratch),
             };
             if verdict == Verdict::Replace {
-                return Ok((start, Step::Replace { skip: frame.bytes().len() }));
+                return Ok((
+                    start,
+                    Step::Replace {
+                        skip: frame.bytes().len(),
+                    },
+                ));
             }
             start = frames.consumed();
         }
@@ -268,11 +280,30 @@ impl Pump {
 
 /// Relays between an authenticated client and its server connection until either side ends,
 /// then tells the client why, if it is still there and the reason is not its own doing.
-pub async fn run(client: Stream, server: Stream, server_leftover: BytesMut, limit: usize, client_stage: ClientStage, server_stage: ServerStage) -> End {
+pub async fn run(
+    client: Stream,
+    server: Stream,
+    server_leftover: BytesMut,
+    limit: usize,
+    client_stage: ClientStage,
+    server_stage: ServerStage,
+) -> End {
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
-    let mut c2s = Pump::new(client_r, server_w, BytesMut::new(), limit, Stage::Client(Box::new(client_stage)));
-    let mut s2c = Pump::new(server_r, client_w, server_leftover, limit, Stage::Server(server_stage));
+    let mut c2s = Pump::new(
+        client_r,
+        server_w,
+        BytesMut::new(),
+        limit,
+        Stage::Client(Box::new(client_stage)),
+    );
+    let mut s2c = Pump::new(
+        server_r,
+        client_w,
+        server_leftover,
+        limit,
+        Stage::Server(server_stage),
+    );
     let (direction, end) = tokio::select! {
         end = c2s.run() => (Direction::ClientToServer, end),
         end = s2c.run() => (Direction::ServerToClient, end),

@@ -67,13 +67,19 @@ impl RulesHandle {
 
     /// The error of the last failed reload, if the last reload failed.
     pub fn last_error(&self) -> Option<String> {
-        self.last_error.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// Re-reads the directory; swaps only a valid set in. Returns whether it swapped.
     pub fn reload(&self) -> bool {
         let result = RuleSet::load_dir(&self.dir);
-        let mut last_error = self.last_error.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut last_error = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         match result {
             Ok((rules, warnings)) => {
                 for w in &warnings {
@@ -95,7 +101,8 @@ impl RulesHandle {
     /// Watches the directory and SIGHUP, reloading on change, until the task is dropped.
     pub async fn watch(self: Arc<Self>, every: Duration) {
         let mut seen = fingerprint(&self.dir);
-        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let mut hangup =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
         let mut tick = tokio::time::interval(every);
         loop {
             let by_signal = tokio::select! {
@@ -116,7 +123,9 @@ fn fingerprint(dir: &Path) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
     let mut out = Vec::new();
     let mut dirs = vec![dir.to_owned()];
     while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for e in entries.flatten() {
             let Ok(meta) = e.metadata() else { continue };
             if meta.is_dir() {
@@ -151,15 +160,18 @@ impl LiveRules {
         &self.identity
     }
 
-    /// The current rules and the identity's roles under them; roles are recomputed only when
-    /// the rule set changed.
-    pub fn current(&mut self) -> &Current {
+    /// Catches up with the latest rule set; roles are recomputed only when it changed.
+    pub fn refresh(&mut self) {
         let latest = self.handle.current.load();
         if !Arc::ptr_eq(&self.cached.rules, &latest) {
             let rules = arc_swap::Guard::into_inner(latest);
             let roles = rules.roles_for(&self.identity, &self.identity_roles, &[]);
             self.cached = Current { rules, roles };
         }
+    }
+
+    /// The rules as of the last [`LiveRules::refresh`], and the identity's roles under them.
+    pub fn current(&self) -> &Current {
         &self.cached
     }
 }

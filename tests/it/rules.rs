@@ -43,7 +43,11 @@ const AGENT: &str = "agent-7";
 const AGENT_PW: &str = "agent-pw";
 
 async fn start(rules: &str) -> Running {
-    let h = Harness::new().identity(AGENT, AGENT_PW, &[]).rules(rules).start().await;
+    let h = Harness::new()
+        .identity(AGENT, AGENT_PW, &[])
+        .rules(rules)
+        .start()
+        .await;
     pg::direct(&h.database)
         .await
         .batch_execute("CREATE TABLE items (id int); CREATE TABLE ledger (id int); INSERT INTO ledger VALUES (1), (2)")
@@ -53,13 +57,24 @@ async fn start(rules: &str) -> Running {
 }
 
 async fn count(h: &Running, table: &str) -> i64 {
-    pg::direct(&h.database).await.query_one(&format!("SELECT count(*) FROM {table}"), &[]).await.unwrap().get(0)
+    pg::direct(&h.database)
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
 }
 
 fn assert_refused(e: &tokio_postgres::Error, rule: &str) {
-    let db = e.as_db_error().unwrap_or_else(|| panic!("not a server error: {e:?}"));
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("not a server error: {e:?}"));
     assert_eq!(db.code(), &SqlState::INSUFFICIENT_PRIVILEGE, "{db:?}");
-    assert!(db.message().contains(rule), "message {:?} does not name rule {rule}", db.message());
+    assert!(
+        db.message().contains(rule),
+        "message {:?} does not name rule {rule}",
+        db.message()
+    );
     assert!(db.hint().is_some_and(|h| !h.is_empty()), "no hint: {db:?}");
 }
 
@@ -67,22 +82,53 @@ fn assert_refused(e: &tokio_postgres::Error, rule: &str) {
 async fn a_denied_statement_names_its_rule_and_the_session_goes_on() {
     let h = start(RULES).await;
     let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
-    assert_refused(&c.batch_execute("CREATE TABLE x (id int)").await.unwrap_err(), "agent-no-ddl");
-    assert_eq!(c.query_one("SELECT count(*) FROM ledger", &[]).await.unwrap().get::<_, i64>(0), 2);
+    assert_refused(
+        &c.batch_execute("CREATE TABLE x (id int)")
+            .await
+            .unwrap_err(),
+        "agent-no-ddl",
+    );
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM ledger", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2
+    );
     // Extended protocol: refused at Parse.
-    assert_refused(&c.prepare("DROP TABLE ledger").await.unwrap_err(), "agent-no-ddl");
-    assert_eq!(c.query_one("SELECT 41 + 1", &[]).await.unwrap().get::<_, i32>(0), 42);
+    assert_refused(
+        &c.prepare("DROP TABLE ledger").await.unwrap_err(),
+        "agent-no-ddl",
+    );
+    assert_eq!(
+        c.query_one("SELECT 41 + 1", &[])
+            .await
+            .unwrap()
+            .get::<_, i32>(0),
+        42
+    );
 }
 
 #[tokio::test]
 async fn nothing_matched_is_denied_by_default() {
     let h = start(RULES).await;
     let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
-    assert_refused(&c.execute("DELETE FROM ledger", &[]).await.unwrap_err(), "default-deny");
-    assert_refused(&c.batch_execute("DELETE FROM ledger").await.unwrap_err(), "default-deny");
+    assert_refused(
+        &c.execute("DELETE FROM ledger", &[]).await.unwrap_err(),
+        "default-deny",
+    );
+    assert_refused(
+        &c.batch_execute("DELETE FROM ledger").await.unwrap_err(),
+        "default-deny",
+    );
     assert_eq!(count(&h, "ledger").await, 2);
     // Allowed writes still work.
-    assert_eq!(c.execute("INSERT INTO items VALUES (1)", &[]).await.unwrap(), 1);
+    assert_eq!(
+        c.execute("INSERT INTO items VALUES (1)", &[])
+            .await
+            .unwrap(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -90,7 +136,10 @@ async fn unclassifiable_text_is_refused_not_sent() {
     let h = start(RULES).await;
     let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
     // The server would answer 42601; pgward refuses first, because it cannot classify it.
-    assert_refused(&c.batch_execute("FROBNICATE ledger").await.unwrap_err(), "default-deny");
+    assert_refused(
+        &c.batch_execute("FROBNICATE ledger").await.unwrap_err(),
+        "default-deny",
+    );
     // The dba's rules allow `unknown`, so the server's own syntax error comes back.
     let dba = h.client().await;
     let e = dba.batch_execute("FROBNICATE ledger").await.unwrap_err();
@@ -101,7 +150,10 @@ async fn unclassifiable_text_is_refused_not_sent() {
 async fn a_refused_statement_runs_nothing_of_its_batch() {
     let h = start(RULES).await;
     let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
-    let e = c.batch_execute("INSERT INTO items VALUES (1); COMMIT; DELETE FROM ledger").await.unwrap_err();
+    let e = c
+        .batch_execute("INSERT INTO items VALUES (1); COMMIT; DELETE FROM ledger")
+        .await
+        .unwrap_err();
     assert_refused(&e, "default-deny");
     assert_eq!(count(&h, "items").await, 0);
     assert_eq!(count(&h, "ledger").await, 2);
@@ -129,10 +181,20 @@ async fn a_pipeline_with_a_refused_message_rolls_back_as_one() {
     raw.send(&pipeline).await;
     let replies = raw.read_until_ready().await;
     let tags: Vec<u8> = replies.iter().map(|(t, _)| *t).collect();
-    assert_eq!(tags, b"12CEZ", "ParseComplete, BindComplete, CommandComplete, ErrorResponse, ReadyForQuery");
+    assert_eq!(
+        tags, b"12CEZ",
+        "ParseComplete, BindComplete, CommandComplete, ErrorResponse, ReadyForQuery"
+    );
     assert_eq!(sqlstate(&replies[3].1), "42501");
-    assert_eq!(replies[4].1[0], b'I', "the failed implicit transaction is over");
-    assert_eq!(count(&h, "items").await, 0, "the allowed INSERT of the pipeline was rolled back");
+    assert_eq!(
+        replies[4].1[0], b'I',
+        "the failed implicit transaction is over"
+    );
+    assert_eq!(
+        count(&h, "items").await,
+        0,
+        "the allowed INSERT of the pipeline was rolled back"
+    );
     assert_eq!(count(&h, "ledger").await, 2);
     raw.send(&wire::query("SELECT 1")).await;
     assert!(raw.read_until_ready().await.iter().any(|(t, _)| *t == b'D'));
@@ -143,14 +205,30 @@ async fn a_refusal_aborts_the_transaction_block() {
     let h = start(RULES).await;
     let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
     c.batch_execute("BEGIN").await.unwrap();
-    c.execute("INSERT INTO items VALUES (1)", &[]).await.unwrap();
+    c.execute("INSERT INTO items VALUES (1)", &[])
+        .await
+        .unwrap();
     c.query_one("SELECT 1", &[]).await.unwrap();
-    assert_refused(&c.execute("DELETE FROM ledger", &[]).await.unwrap_err(), "default-deny");
+    assert_refused(
+        &c.execute("DELETE FROM ledger", &[]).await.unwrap_err(),
+        "default-deny",
+    );
     let e = c.simple_query("SELECT 1").await.unwrap_err();
-    assert_eq!(e.code(), Some(&SqlState::IN_FAILED_SQL_TRANSACTION), "the server's block is aborted");
+    assert_eq!(
+        e.code(),
+        Some(&SqlState::IN_FAILED_SQL_TRANSACTION),
+        "the server's block is aborted"
+    );
     c.batch_execute("COMMIT").await.unwrap();
-    assert_eq!(count(&h, "items").await, 0, "COMMIT of an aborted block commits nothing");
-    assert_eq!(c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0), 7);
+    assert_eq!(
+        count(&h, "items").await,
+        0,
+        "COMMIT of an aborted block commits nothing"
+    );
+    assert_eq!(
+        c.query_one("SELECT 7", &[]).await.unwrap().get::<_, i32>(0),
+        7
+    );
 }
 
 #[tokio::test]
@@ -159,7 +237,14 @@ async fn psql_shows_the_refusal() {
     let conninfo = h.conninfo(AGENT, AGENT_PW);
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("psql")
-            .args([&conninfo, "-X", "-v", "ON_ERROR_STOP=1", "-c", "TRUNCATE ledger"])
+            .args([
+                &conninfo,
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                "TRUNCATE ledger",
+            ])
             .env("PGPASSWORD", AGENT_PW)
             .output()
             .unwrap()
@@ -168,7 +253,10 @@ async fn psql_shows_the_refusal() {
     .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("agent-no-ddl") && stderr.contains("HINT"), "{stderr}");
+    assert!(
+        stderr.contains("agent-no-ddl") && stderr.contains("HINT"),
+        "{stderr}"
+    );
     assert_eq!(count(&h, "ledger").await, 2);
 }
 
@@ -177,12 +265,20 @@ async fn rule_changes_reach_live_sessions_and_bad_files_are_not_loaded() {
     let h = start(RULES).await;
     let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
     let stmt = c.prepare("SELECT count(*) FROM ledger").await.unwrap();
-    assert_refused(&c.batch_execute("DELETE FROM ledger WHERE id = 1").await.unwrap_err(), "default-deny");
+    assert_refused(
+        &c.batch_execute("DELETE FROM ledger WHERE id = 1")
+            .await
+            .unwrap_err(),
+        "default-deny",
+    );
 
     // A broken file is refused; the last good rules stay in force.
     let rules_file = h.dir.path().join("rules/main.toml");
     std::fs::write(&rules_file, "this is = not [valid toml").unwrap();
-    crate::assert_eventually!(h.rules().last_error().is_some(), "the broken rules to be rejected");
+    crate::assert_eventually!(
+        h.rules().last_error().is_some(),
+        "the broken rules to be rejected"
+    );
     assert_eq!(c.query_one(&stmt, &[]).await.unwrap().get::<_, i64>(0), 2);
 
     // Allow writes to the ledger: the same session's next statement is allowed.
@@ -191,14 +287,22 @@ async fn rule_changes_reach_live_sessions_and_bad_files_are_not_loaded() {
     );
     std::fs::write(&rules_file, more).unwrap();
     crate::assert_eventually!(
-        c.batch_execute("DELETE FROM ledger WHERE id = 1").await.is_ok(),
+        c.batch_execute("DELETE FROM ledger WHERE id = 1")
+            .await
+            .is_ok(),
         "the new rule to apply"
     );
     assert_eq!(count(&h, "ledger").await, 1);
 
     // Withdraw reads: the statement prepared earlier is refused at its next execution.
-    let no_reads = RULES.replace("classes = [\"read\", \"tx\", \"session\"]", "classes = [\"tx\", \"session\"]");
+    let no_reads = RULES.replace(
+        "classes = [\"read\", \"tx\", \"session\"]",
+        "classes = [\"tx\", \"session\"]",
+    );
     std::fs::write(&rules_file, no_reads).unwrap();
-    crate::assert_eventually!(c.query_one(&stmt, &[]).await.is_err(), "reads to be withdrawn");
+    crate::assert_eventually!(
+        c.query_one(&stmt, &[]).await.is_err(),
+        "reads to be withdrawn"
+    );
     assert_refused(&c.query_one(&stmt, &[]).await.unwrap_err(), "default-deny");
 }

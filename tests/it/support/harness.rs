@@ -135,11 +135,13 @@ impl Harness {
             Config::parse(&text, "test.toml", dir.path(), &env).expect("valid test config");
         let server = Server::bind(config).await.expect("pgward binds");
         let addr = server.local_addr().expect("local addr");
+        let rules = server.rules();
         let task = tokio::spawn(server.run());
         Running {
             addr,
             database,
             dir,
+            rules,
             task,
         }
     }
