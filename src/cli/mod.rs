@@ -1,9 +1,11 @@
 //! Subcommands: one file each.
 
+mod check;
 mod demo;
 mod explain;
 mod passwd;
 mod serve;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -45,6 +47,18 @@ enum Command {
         /// Schemas for unqualified names, comma-separated (default: public).
         #[arg(long, value_delimiter = ',')]
         search_path: Vec<String>,
+        #[command(flatten)]
+        who: explain::DecisionArgs,
+    },
+    /// Validate a rules directory: exit 1 with the errors, naming file, line and key.
+    Check {
+        /// The rules directory.
+        dir: PathBuf,
+    },
+    /// Run the rule test cases in DIR/tests/*.toml against the rules in DIR.
+    Test {
+        /// The rules directory.
+        dir: PathBuf,
     },
     /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
     Demo {
@@ -64,7 +78,10 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             sql,
             format,
             search_path,
-        } => explain::run(&sql, format, &search_path),
+            who,
+        } => explain::run(&sql, format, &search_path, &who),
+        Command::Check { dir } => check::run(&dir),
+        Command::Test { dir } => test::run(&dir),
     }
 }
 
