@@ -61,7 +61,8 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         );
         println!();
         println!("Identities: alice (role dba, password alice-demo), agent-7 (role agent, password agent-demo).");
-        println!("Try: SELECT full_name, email FROM people LIMIT 5;");
+        println!("Try: SELECT full_name, email FROM people LIMIT 5;   then, as agent-7: DELETE FROM payments;");
+        println!("The rules are {RULES_DIR}: edit them and the running sessions follow.");
         println!("Press Ctrl-C to stop; the demo's data is removed.");
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
