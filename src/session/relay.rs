@@ -2,7 +2,7 @@
 //!
 //! Each direction owns one reused read buffer. A read is walked to its last complete frame and
 //! that prefix is written out as it is: no frame is copied or allocated per message. A frame too
-//! large to be worth buffering whole, of a type nothing inspects (CopyData, DataRow, Bind), is
+//! large to be worth buffering whole, of a type nothing inspects (CopyData; DataRow from the server), is
 //! streamed through as it arrives, so memory stays bounded whatever the row or COPY size.
 //!
 //! # Cancellation safety
