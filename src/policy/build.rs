@@ -30,8 +30,6 @@ pub(super) struct Builder {
     pub(super) warnings: Vec<Warning>,
     pub(super) roles: BTreeMap<String, Role>,
     pub(super) rules: Vec<Rule>,
-    /// The `id` span of each rule, for warnings.
-    pub(super) rule_spans: Vec<(String, usize)>,
     pub(super) ids: HashMap<String, (String, usize)>,
     pub(super) masks: Vec<MaskRule>,
 }
@@ -300,7 +298,6 @@ impl Builder {
             return;
         }
         let Some(action) = action else { return };
-        self.rule_spans.push((at.file.to_owned(), line));
         self.rules.push(Rule {
             id: RuleId::new(id),
             file: at.file.to_owned(),

@@ -592,7 +592,11 @@ impl RuleSet {
         if b.rules.is_empty() {
             let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
             return Err(Error::NoRules {
-                files: names.join(", "),
+                files: if names.is_empty() {
+                    "(no files)".to_owned()
+                } else {
+                    names.join(", ")
+                },
             });
         }
         b.lint();

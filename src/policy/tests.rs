@@ -164,6 +164,15 @@ fn fixture_no_rules_is_an_error_not_deny_all() {
 }
 
 #[test]
+fn no_files_is_an_error() {
+    let e = RuleSet::parse(&[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "(no files): the rule files define no [[rules]]"
+    );
+}
+
+#[test]
 fn missing_or_empty_directory_is_an_error() {
     let e = RuleSet::load_dir(&fixture("no_such_dir")).unwrap_err();
     assert!(matches!(e, Error::Read { .. }), "{e}");
