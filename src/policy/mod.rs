@@ -124,6 +124,7 @@
 //!     Some("no rule allows role(s) agent to run ddl statements; add a rule to the rules directory"));
 //! ```
 
+mod build;
 mod eval;
 pub mod explain;
 mod glob;

@@ -164,6 +164,15 @@ fn fixture_no_rules_is_an_error_not_deny_all() {
 }
 
 #[test]
+fn no_files_is_an_error() {
+    let e = RuleSet::parse(&[]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "(no files): the rule files define no [[rules]]"
+    );
+}
+
+#[test]
 fn missing_or_empty_directory_is_an_error() {
     let e = RuleSet::load_dir(&fixture("no_such_dir")).unwrap_err();
     assert!(matches!(e, Error::Read { .. }), "{e}");
@@ -488,6 +497,17 @@ fn self_approval_is_a_warning() {
     assert_eq!(w[0].line, 8);
     assert!(w[0].message.contains("dba may approve their own requests"));
     assert!(w[0].message.contains("different member"));
+    // A dba role of one person: nobody else can approve.
+    let w = warnings(
+        "[roles.solo]\nmembers = [\"zoe\"]\n[[rules]]\nid = \"solo-ddl\"\nroles = [\"solo\"]\nclasses = [\"ddl\"]\naction = \"approve\"\napprovers = [\"solo\"]\n",
+    );
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(
+        w[1].message
+            .contains("from people other than the requester"),
+        "{}",
+        w[1]
+    );
     assert!(
         warnings(
             "[[rules]]\nid = \"agent-w\"\nroles = [\"agent\"]\nclasses = [\"write\"]\naction = \"approve\"\napprovers = [\"dba\"]\n",
