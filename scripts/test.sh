@@ -6,3 +6,4 @@ cd "$(dirname "$0")/.."
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo test --locked
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --locked --quiet

@@ -1,8 +1,10 @@
 //! The data path: one client session from its first byte to its last.
 //!
-//! [`handshake`] is a straight-line `async fn`: TLS negotiation, startup, authentication,
-//! upstream connection. [`relay`] then pumps frames both ways until either side ends. Every error
-//! a client sees is mapped to an ErrorResponse in one place, [`Session::fail`].
+//! `handshake.rs` is a straight-line `async fn`: TLS negotiation, startup, authentication,
+//! upstream connection. [`relay`] then pumps frames both ways until either side ends, through
+//! two stages: the client side analyzes and decides (`analyze.rs`, `enforce.rs`), the server
+//! side rewrites pgward's refusals. Errors that end a session reach the client as an
+//! ErrorResponse built in one place, `Refusal`, from each module's `ToErrorResponse`.
 
 mod analyze;
 mod cancel;
