@@ -4,7 +4,7 @@ use futures::{SinkExt, StreamExt, TryStreamExt, future, stream};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{AsyncMessage, NoTls, SimpleQueryMessage};
 
-use crate::support::{Harness, pg};
+use crate::support::Harness;
 
 #[tokio::test]
 async fn simple_protocol_returns_rows_and_command_tags() {
@@ -227,16 +227,7 @@ async fn cancel_stops_a_running_query() {
         (r, c)
     });
     // Let the query reach the server, then cancel through pgward.
-    let observer = pg::direct(&h.database).await;
-    crate::assert_eventually!(
-        observer
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1,
-        "the query to start"
-    );
+    crate::support::pg::wait_until_running(&h.database, "SELECT pg_sleep(60)").await;
     token.cancel_query(NoTls).await.unwrap();
     let (result, c) = tokio::time::timeout(std::time::Duration::from_secs(20), sleeper)
         .await

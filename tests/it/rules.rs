@@ -57,12 +57,7 @@ async fn start(rules: &str) -> Running {
 }
 
 async fn count(h: &Running, table: &str) -> i64 {
-    pg::direct(&h.database)
-        .await
-        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
-        .await
-        .unwrap()
-        .get(0)
+    pg::count(&h.database, table).await
 }
 
 fn assert_refused(e: &tokio_postgres::Error, rule: &str) {
@@ -305,4 +300,47 @@ async fn rule_changes_reach_live_sessions_and_bad_files_are_not_loaded() {
         "reads to be withdrawn"
     );
     assert_refused(&c.query_one(&stmt, &[]).await.unwrap_err(), "default-deny");
+}
+
+#[tokio::test]
+async fn a_refusal_skipped_after_an_earlier_error_does_not_mislabel_the_next_one() {
+    let h = start(RULES).await;
+    let mut raw = RawClient::connect(h.addr).await;
+    raw.login(AGENT, AGENT_PW, &h.database).await;
+    let parse = |sql: &str| wire::frame(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat());
+    let bind = wire::frame(b'B', b"\0\0\0\0\0\0\0\0");
+    let execute = wire::frame(b'E', b"\0\0\0\0\0");
+    // The server fails first (division by zero) and skips the rest of the pipeline, including
+    // the replacement of the refused DELETE: that refusal never produces an error of its own.
+    raw.send(
+        &[
+            parse("SELECT 1/0"),
+            bind.clone(),
+            execute.clone(),
+            parse("DELETE FROM ledger"),
+            bind,
+            execute,
+            wire::frame(b'S', b""),
+        ]
+        .concat(),
+    )
+    .await;
+    let replies = raw.read_until_ready().await;
+    let errors: Vec<String> = replies
+        .iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, b)| sqlstate(b))
+        .collect();
+    assert_eq!(errors, ["22012"]);
+    // The next refusal is reported under its own rule, not the skipped one's.
+    raw.send(&wire::query("TRUNCATE ledger")).await;
+    let replies = raw.read_until_ready().await;
+    let (_, err) = replies.iter().find(|(t, _)| *t == b'E').expect("an error");
+    assert_eq!(sqlstate(err), "42501");
+    assert!(
+        wire::field(err, b'M').contains("agent-no-ddl"),
+        "{:?}",
+        wire::field(err, b'M')
+    );
+    assert_eq!(count(&h, "ledger").await, 2);
 }

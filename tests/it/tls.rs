@@ -105,16 +105,7 @@ async fn cancel_requests_work_inside_tls() {
     let (c, tls) = tls_client(&h).await;
     let token = c.cancel_token();
     let sleeper = tokio::spawn(async move { c.query("SELECT pg_sleep(60)", &[]).await });
-    let observer = crate::support::pg::direct(&h.database).await;
-    crate::assert_eventually!(
-        observer
-            .query_one("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(60)' AND state = 'active'", &[])
-            .await
-            .unwrap()
-            .get::<_, i64>(0)
-            == 1,
-        "the query to start"
-    );
+    crate::support::pg::wait_until_running(&h.database, "SELECT pg_sleep(60)").await;
     // tokio-postgres sends the CancelRequest inside TLS when the session used TLS.
     token.cancel_query(tls).await.unwrap();
     let result = tokio::time::timeout(std::time::Duration::from_secs(20), sleeper)

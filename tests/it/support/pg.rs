@@ -43,3 +43,30 @@ pub async fn fresh_database() -> String {
         .expect("create database");
     name
 }
+
+/// Rows in `table` of `database`, counted on a direct connection.
+pub async fn count(database: &str, table: &str) -> i64 {
+    direct(database)
+        .await
+        .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+/// Waits until the server is running `query` in `database` (bounded by `assert_eventually!`).
+pub async fn wait_until_running(database: &str, query: &str) {
+    let observer = direct(database).await;
+    crate::assert_eventually!(
+        observer
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE query = $1 AND state = 'active'",
+                &[&query]
+            )
+            .await
+            .expect("pg_stat_activity")
+            .get::<_, i64>(0)
+            == 1,
+        format!("`{query}` to run")
+    );
+}
