@@ -300,6 +300,19 @@ async fn rule_changes_reach_live_sessions_and_bad_files_are_not_loaded() {
         "reads to be withdrawn"
     );
     assert_refused(&c.query_one(&stmt, &[]).await.unwrap_err(), "default-deny");
+    assert!(
+        h.rules().last_error().is_none(),
+        "a good reload clears the error"
+    );
+
+    // The directory emptied while running: refused as a rule set, the last good one stays.
+    std::fs::remove_file(&rules_file).unwrap();
+    crate::assert_eventually!(
+        h.rules().last_error().is_some(),
+        "the empty directory to be rejected"
+    );
+    c.batch_execute("BEGIN; COMMIT").await.unwrap();
+    assert_refused(&c.query_one(&stmt, &[]).await.unwrap_err(), "default-deny");
 }
 
 #[tokio::test]
