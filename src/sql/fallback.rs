@@ -254,32 +254,14 @@ fn alter_class(rest: &[&str]) -> Option<StatementClass> {
         ["FUNCTION", ..] | ["PROCEDURE", ..] | ["ROUTINE", ..] | ["TRIGGER", ..] | ["RULE", ..] => {
             Code
         }
-        ["TABLE", ..]
-        | ["INDEX", ..]
-        | ["VIEW", ..]
-        | ["MATERIALIZED", "VIEW", ..]
-        | ["SEQUENCE", ..]
-        | ["SCHEMA", ..]
-        | ["TYPE", ..]
-        | ["DOMAIN", ..]
-        | ["COLLATION", ..]
-        | ["CONVERSION", ..]
-        | ["AGGREGATE", ..]
-        | ["OPERATOR", ..]
-        | ["STATISTICS", ..]
-        | ["TEXT", "SEARCH", ..]
-        | ["FOREIGN", "TABLE", ..] => Ddl,
+        obj if is_schema_object(obj) => Ddl,
         _ => return None,
     })
 }
 
 fn drop_class(rest: &[&str]) -> Option<StatementClass> {
     use StatementClass::*;
-    let obj = match rest {
-        ["MATERIALIZED", ..] | ["FOREIGN", "TABLE", ..] => rest,
-        _ => rest,
-    };
-    Some(match obj {
+    Some(match rest {
         ["USER", "MAPPING", ..] => Admin,
         ["ROLE", ..] | ["USER", ..] | ["GROUP", ..] | ["POLICY", ..] | ["OWNED", ..] => Privilege,
         ["DATABASE", ..]
@@ -293,22 +275,8 @@ fn drop_class(rest: &[&str]) -> Option<StatementClass> {
         | ["LANGUAGE", ..]
         | ["PROCEDURAL", ..]
         | ["ACCESS", ..] => Admin,
-        ["TABLE", ..]
-        | ["INDEX", ..]
-        | ["VIEW", ..]
-        | ["MATERIALIZED", "VIEW", ..]
-        | ["SEQUENCE", ..]
-        | ["SCHEMA", ..]
-        | ["TYPE", ..]
-        | ["DOMAIN", ..]
-        | ["COLLATION", ..]
-        | ["CONVERSION", ..]
-        | ["AGGREGATE", ..]
-        | ["OPERATOR", ..]
-        | ["STATISTICS", ..]
-        | ["TEXT", "SEARCH", ..]
-        | ["FOREIGN", "TABLE", ..]
-        | ["FUNCTION", ..]
+        obj if is_schema_object(obj) => StatementClass::Ddl,
+        ["FUNCTION", ..]
         | ["PROCEDURE", ..]
         | ["ROUTINE", ..]
         | ["TRIGGER", ..]
@@ -317,6 +285,28 @@ fn drop_class(rest: &[&str]) -> Option<StatementClass> {
         | ["TRANSFORM", ..] => StatementClass::Ddl,
         _ => return None,
     })
+}
+
+/// Plain schema objects, whose ALTER and DROP are `ddl`.
+fn is_schema_object(obj: &[&str]) -> bool {
+    matches!(
+        obj,
+        ["TABLE", ..]
+            | ["INDEX", ..]
+            | ["VIEW", ..]
+            | ["MATERIALIZED", "VIEW", ..]
+            | ["SEQUENCE", ..]
+            | ["SCHEMA", ..]
+            | ["TYPE", ..]
+            | ["DOMAIN", ..]
+            | ["COLLATION", ..]
+            | ["CONVERSION", ..]
+            | ["AGGREGATE", ..]
+            | ["OPERATOR", ..]
+            | ["STATISTICS", ..]
+            | ["TEXT", "SEARCH", ..]
+            | ["FOREIGN", "TABLE", ..]
+    )
 }
 
 /// Raises `base` from what the rest of the statement holds; never lowers it.

@@ -159,18 +159,10 @@ async fn a_pipeline_with_a_refused_message_rolls_back_as_one() {
     let h = start(RULES).await;
     let mut raw = RawClient::connect(h.addr).await;
     raw.login(AGENT, AGENT_PW, &h.database).await;
-    let parse = |sql: &str| wire::frame(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat());
-    let bind = wire::frame(b'B', b"\0\0\0\0\0\0\0\0");
-    let execute = wire::frame(b'E', b"\0\0\0\0\0");
-    let sync = wire::frame(b'S', b"");
     let pipeline = [
-        parse("INSERT INTO items VALUES (1)"),
-        bind.clone(),
-        execute.clone(),
-        parse("DELETE FROM ledger"),
-        bind,
-        execute,
-        sync,
+        wire::unnamed_step("INSERT INTO items VALUES (1)"),
+        wire::unnamed_step("DELETE FROM ledger"),
+        wire::sync(),
     ]
     .concat();
     raw.send(&pipeline).await;
@@ -320,20 +312,13 @@ async fn a_refusal_skipped_after_an_earlier_error_does_not_mislabel_the_next_one
     let h = start(RULES).await;
     let mut raw = RawClient::connect(h.addr).await;
     raw.login(AGENT, AGENT_PW, &h.database).await;
-    let parse = |sql: &str| wire::frame(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat());
-    let bind = wire::frame(b'B', b"\0\0\0\0\0\0\0\0");
-    let execute = wire::frame(b'E', b"\0\0\0\0\0");
     // The server fails first (division by zero) and skips the rest of the pipeline, including
     // the replacement of the refused DELETE: that refusal never produces an error of its own.
     raw.send(
         &[
-            parse("SELECT 1/0"),
-            bind.clone(),
-            execute.clone(),
-            parse("DELETE FROM ledger"),
-            bind,
-            execute,
-            wire::frame(b'S', b""),
+            wire::unnamed_step("SELECT 1/0"),
+            wire::unnamed_step("DELETE FROM ledger"),
+            wire::sync(),
         ]
         .concat(),
     )

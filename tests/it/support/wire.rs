@@ -47,6 +47,22 @@ pub fn query(sql: &str) -> Vec<u8> {
     frame(b'Q', &body)
 }
 
+/// Parse, Bind and Execute of `sql` as the unnamed statement and portal, without a Sync: one
+/// step of an extended-protocol pipeline.
+pub fn unnamed_step(sql: &str) -> Vec<u8> {
+    [
+        frame(b'P', &[b"\0", sql.as_bytes(), b"\0\0\0"].concat()),
+        frame(b'B', b"\0\0\0\0\0\0\0\0"),
+        frame(b'E', b"\0\0\0\0\0"),
+    ]
+    .concat()
+}
+
+/// A Sync frame.
+pub fn sync() -> Vec<u8> {
+    frame(b'S', b"")
+}
+
 impl RawClient {
     pub async fn connect(addr: std::net::SocketAddr) -> RawClient {
         RawClient {
