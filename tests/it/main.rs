@@ -4,6 +4,7 @@ mod support;
 
 mod auth;
 mod bad_input;
+mod demo;
 mod psql;
 mod relay;
 mod rules;
