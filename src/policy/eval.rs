@@ -62,9 +62,13 @@ impl RuleSet {
         let touched = touched_tables(req.profile);
         let mut best: Option<u32> = None;
         for role in req.roles {
-            for &i in self.candidates(role, class) {
+            for c in self.candidates(role, class) {
+                let i = c.index;
                 if best.is_some_and(|b| i >= b) {
                     break;
+                }
+                if !c.may_match(touched) {
+                    continue;
                 }
                 if self
                     .rule_at(i)

@@ -147,6 +147,35 @@ pub enum MaskStrategy {
     Fake,
 }
 
+/// A rule in a role's and class's candidate list, with what is needed to skip it without
+/// touching the [`Rule`] itself: a decision scans these compact entries, not the rules.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Candidate {
+    /// The rule's index in `RuleSet::rules`.
+    pub(super) index: u32,
+    /// The rule has `tables`.
+    pub(super) has_tables: bool,
+    /// The rule is allow or approve (every table must match) rather than deny (any table).
+    pub(super) permissive: bool,
+    /// The rule's table pre-filter.
+    pub(super) filter: NameFilter,
+}
+
+impl Candidate {
+    /// False when the rule surely cannot match a statement touching `touched`.
+    #[inline]
+    pub(super) fn may_match(&self, touched: Option<NameFilter>) -> bool {
+        if !self.has_tables {
+            return true;
+        }
+        match touched {
+            None => false,
+            Some(t) if self.permissive => self.filter.may_match_every(t),
+            Some(t) => self.filter.may_match_any(t),
+        }
+    }
+}
+
 /// The immutable, compiled rules of one rules directory.
 ///
 /// `Send + Sync`; share it as `Arc<RuleSet>` and replace it whole on reload.
@@ -156,8 +185,8 @@ pub struct RuleSet {
     roles: BTreeMap<String, Role>,
     /// Role name → its slot in `by_role`.
     role_index: HashMap<String, usize>,
-    /// For each role and class, the indices of the rules that can match, in order.
-    by_role: Vec<[Vec<u32>; CLASS_COUNT]>,
+    /// For each role and class, the rules that can match, in order.
+    by_role: Vec<[Vec<Candidate>; CLASS_COUNT]>,
     masks: Vec<MaskRule>,
     default_rule: RuleId,
 }
@@ -614,7 +643,7 @@ impl RuleSet {
             .enumerate()
             .map(|(i, name)| (name.clone(), i))
             .collect();
-        let mut by_role: Vec<[Vec<u32>; CLASS_COUNT]> =
+        let mut by_role: Vec<[Vec<Candidate>; CLASS_COUNT]> =
             (0..role_index.len()).map(|_| Default::default()).collect();
         for (i, rule) in rules.iter().enumerate() {
             let Ok(i) = u32::try_from(i) else { break };
@@ -622,9 +651,15 @@ impl RuleSet {
                 let Some(per_class) = role_index.get(role).and_then(|&r| by_role.get_mut(r)) else {
                     continue;
                 };
+                let candidate = Candidate {
+                    index: i,
+                    has_tables: !rule.tables.is_empty(),
+                    permissive: rule.action.is_permissive(),
+                    filter: rule.table_filter,
+                };
                 for class in rule.classes.iter() {
                     if let Some(list) = per_class.get_mut(class as usize) {
-                        list.push(i);
+                        list.push(candidate);
                     }
                 }
             }
@@ -693,7 +728,7 @@ impl RuleSet {
     }
 
     /// Candidate rule indices for a role and class, in order.
-    pub(super) fn candidates(&self, role: &str, class: StatementClass) -> &[u32] {
+    pub(super) fn candidates(&self, role: &str, class: StatementClass) -> &[Candidate] {
         match self.role_index.get(role) {
             Some(&i) => self
                 .by_role
