@@ -145,6 +145,32 @@ impl LocalPostgres {
         )
     }
 
+    /// Turns on TLS with the given PEM certificate and key (a reload, no restart). Clients that
+    /// do not ask for TLS are still served in plaintext.
+    ///
+    /// # Errors
+    /// When the files can't be written or the server refuses the reload.
+    pub fn enable_ssl(&mut self, cert_pem: &str, key_pem: &str) -> Result<(), Error> {
+        use std::os::unix::fs::PermissionsExt;
+        let data = self.dir.path().join("data");
+        let (cert, key) = (data.join("server.crt"), data.join("server.key"));
+        std::fs::write(&cert, cert_pem).map_err(|e| step("writing server.crt", e))?;
+        std::fs::write(&key, key_pem).map_err(|e| step("writing server.key", e))?;
+        // PostgreSQL refuses a key file others can read.
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| step("chmod server.key", e))?;
+        if self.as_postgres_user {
+            chown_to_postgres(&cert)?;
+            chown_to_postgres(&key)?;
+        }
+        append(
+            &data.join("postgresql.conf"),
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )?;
+        let data = path_str(&data)?.to_owned();
+        self.run("pg_ctl", &["-D", &data, "reload"], "pg_ctl reload")
+    }
+
     fn command(&self, program: &str) -> Command {
         let exe = self.bindir.join(program);
         if self.as_postgres_user {

@@ -125,3 +125,44 @@ async fn tls_allow_serves_both() {
     );
     h.client().await.simple_query("SELECT 1").await.unwrap();
 }
+
+/// Whether the server session behind `c` is encrypted, as the server itself reports.
+async fn server_side_ssl(c: &tokio_postgres::Client) -> bool {
+    c.query_one(
+        "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test]
+async fn upstream_tls_modes_encrypt_and_verify_full_checks_the_certificate() {
+    let ca = crate::support::pg::server_cert_pem();
+    for (mode, ca) in [
+        ("require", None),
+        ("prefer", None),
+        ("verify-full", Some(ca)),
+    ] {
+        let h = Harness::new().upstream_tls(mode, ca).start().await;
+        assert!(server_side_ssl(&h.client().await).await, "sslmode {mode}");
+    }
+    let h = Harness::new().start().await;
+    assert!(!server_side_ssl(&h.client().await).await, "sslmode disable");
+
+    // verify-full against a CA that did not sign the server's certificate: refused.
+    let stranger = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_owned()]).unwrap();
+    let h = Harness::new()
+        .upstream_tls("verify-full", Some(&stranger.cert.pem()))
+        .start()
+        .await;
+    let err = h
+        .client_as(harness::USER, harness::PASSWORD)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.code(),
+        Some(&SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
+    );
+}

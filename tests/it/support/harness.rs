@@ -16,6 +16,7 @@ pub struct Harness {
     tls: Option<&'static str>,
     upstream_port: Option<u16>,
     rules: String,
+    upstream_tls: (&'static str, Option<String>),
 }
 
 /// A running pgward and the database it fronts.
@@ -58,6 +59,7 @@ impl Harness {
             tls: None,
             upstream_port: None,
             rules: ALLOW_ALL.to_owned(),
+            upstream_tls: ("disable", None),
         }
     }
 
@@ -87,6 +89,12 @@ impl Harness {
     /// Client-facing TLS with a fresh self-signed certificate for `localhost`.
     pub fn tls(mut self, mode: &'static str) -> Self {
         self.tls = Some(mode);
+        self
+    }
+
+    /// Upstream `sslmode`, and the CA certificate (PEM) to trust for `verify-full`.
+    pub fn upstream_tls(mut self, sslmode: &'static str, ca_pem: Option<&str>) -> Self {
+        self.upstream_tls = (sslmode, ca_pem.map(str::to_owned));
         self
     }
 
@@ -127,6 +135,12 @@ impl Harness {
             self.extra_top,
             self.upstream_port.unwrap_or(server.port()),
         );
+        let (sslmode, ca) = &self.upstream_tls;
+        let mut text = text.replace("sslmode = \"disable\"", &format!("sslmode = \"{sslmode}\""));
+        if let Some(ca) = ca {
+            std::fs::write(dir.path().join("upstream-ca.crt"), ca).expect("write CA");
+            text.push_str("ca_file = \"upstream-ca.crt\"\n");
+        }
         let env = HashMap::from([(
             "PGWARD_TEST_UPSTREAM_PASSWORD".to_owned(),
             pg::SUPERUSER_PASSWORD.to_owned(),

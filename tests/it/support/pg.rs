@@ -9,14 +9,33 @@ use pgward::localpg::LocalPostgres;
 pub const SUPERUSER_PASSWORD: &str = "pgward-test-superuser";
 
 static SERVER: OnceLock<LocalPostgres> = OnceLock::new();
+/// The test server's self-signed certificate (PEM), valid for 127.0.0.1 and localhost.
+static SERVER_CERT: OnceLock<String> = OnceLock::new();
 static NEXT_DB: AtomicU32 = AtomicU32::new(1);
 
-/// The shared server, started on first use.
+/// The shared server, started on first use, with TLS available (plaintext too).
 pub fn server() -> &'static LocalPostgres {
-    SERVER.get_or_init(|| match LocalPostgres::start(SUPERUSER_PASSWORD) {
-        Ok(pg) => pg,
-        Err(e) => panic!("cannot start the test PostgreSQL: {e}"),
+    SERVER.get_or_init(|| {
+        let mut pg = match LocalPostgres::start(SUPERUSER_PASSWORD) {
+            Ok(pg) => pg,
+            Err(e) => panic!("cannot start the test PostgreSQL: {e}"),
+        };
+        let cert = rcgen::generate_simple_self_signed(vec![
+            "127.0.0.1".to_owned(),
+            "localhost".to_owned(),
+        ])
+        .expect("server certificate");
+        pg.enable_ssl(&cert.cert.pem(), &cert.signing_key.serialize_pem())
+            .expect("enable TLS on the test server");
+        let _ = SERVER_CERT.set(cert.cert.pem());
+        pg
     })
+}
+
+/// The test server's certificate, to trust it as a CA.
+pub fn server_cert_pem() -> &'static str {
+    server();
+    SERVER_CERT.get().map(String::as_str).unwrap_or_default()
 }
 
 /// A superuser connection straight to the server (bypassing pgward).
