@@ -17,7 +17,7 @@
 //! - A FunctionCall (fast-path call by OID) can't be classified: it is judged as `unknown`.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{BufMut, BytesMut};
@@ -27,7 +27,7 @@ use super::StatementTracker;
 use super::rules::LiveRules;
 use crate::policy::Request;
 use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, tag};
-use crate::sql::StatementProfile;
+use crate::sql::{Analysis, Flag, StatementClass, StatementProfile, lexer_unsafe_parameter};
 
 /// Refusals on their way from the client side to the server side of one session, in order.
 #[derive(Debug, Default)]
@@ -35,6 +35,10 @@ pub struct Refusals {
     /// Fast path: the server side takes the lock only when something is pending.
     pending: AtomicUsize,
     queue: Mutex<VecDeque<Refused>>,
+    /// Set for good once the session may use a client encoding or string syntax pgward's lexer
+    /// does not read as the server does (see [`crate::sql::lexer_unsafe_parameter`]): from then
+    /// on every statement of the session is `unknown`.
+    lexer_unsafe: AtomicBool,
 }
 
 /// One refused message, awaiting the server's syntax error to rewrite.
@@ -103,6 +107,17 @@ impl Refusals {
         Some(r)
     }
 
+    /// Marks the session's text as unreadable for pgward's lexer, for the rest of the session.
+    /// Never cleared: a setting changed back may already have been changed again by a message
+    /// still on its way to the server.
+    pub fn mark_lexer_unsafe(&self) {
+        self.lexer_unsafe.store(true, Ordering::Release);
+    }
+
+    fn is_lexer_unsafe(&self) -> bool {
+        self.lexer_unsafe.load(Ordering::Acquire)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Refused>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -134,10 +149,14 @@ impl ClientStage {
         let verdict = match frame.tag() {
             tag::QUERY => {
                 let analysis = self.tracker.observe_query(frame);
-                let refused = analysis.statements.iter().find_map(|s| {
-                    let profile = self.tracker.resolve(&s.profile);
-                    self.judge(&profile)
-                });
+                let refused = if self.refusals.is_lexer_unsafe() {
+                    self.judge(&unreadable())
+                } else {
+                    analysis.statements.iter().find_map(|s| {
+                        let profile = self.tracker.resolve(&s.profile);
+                        self.judge(&profile)
+                    })
+                };
                 // Nothing analyzable (empty text) still goes through the rules as the combined
                 // profile, so an empty query is as allowed as `session` statements are.
                 let refused = refused.or_else(|| {
@@ -147,6 +166,9 @@ impl ClientStage {
                         None
                     }
                 });
+                if refused.is_none() {
+                    self.watch_lexer_changes(&analysis);
+                }
                 match refused {
                     Some(r) => {
                         write_failing_query(out, &self.token);
@@ -158,7 +180,15 @@ impl ClientStage {
             }
             tag::PARSE => {
                 let analysis = self.tracker.observe_parse(frame);
-                match self.judge(&analysis.combined) {
+                let refused = if self.refusals.is_lexer_unsafe() {
+                    self.judge(&unreadable())
+                } else {
+                    self.judge(&analysis.combined)
+                };
+                if refused.is_none() {
+                    self.watch_lexer_changes(&analysis);
+                }
+                match refused {
                     Some(r) => {
                         write_failing_parse(out, &self.token);
                         self.refuse(r);
@@ -171,7 +201,11 @@ impl ClientStage {
                 // Rules may have changed since the Parse: judge the statement again as it runs.
                 let mut r = MessageReader::new(frame.body(), "Bind");
                 let statement = r.cstr().and_then(|_| r.cstr()).unwrap_or_default();
-                let profile = self.tracker.prepared_profile(statement);
+                let profile = if self.refusals.is_lexer_unsafe() {
+                    Arc::new(unreadable())
+                } else {
+                    self.tracker.prepared_profile(statement)
+                };
                 match self.judge(&profile) {
                     Some(r) => {
                         write_failing_parse(out, &self.token);
@@ -202,6 +236,19 @@ impl ClientStage {
             self.segments_sent += 1;
         }
         verdict
+    }
+
+    /// A statement that may make the lexer unsafe (`SET client_encoding = 'SJIS'`,
+    /// `standard_conforming_strings = off`, `RESET ALL` …) poisons the session as soon as it is
+    /// sent, not when the server confirms: statements pipelined behind it would otherwise be
+    /// read with the old assumptions.
+    fn watch_lexer_changes(&self, analysis: &Analysis) {
+        let changes = analysis.statements.iter().any(|s| {
+            s.profile.has(Flag::LexerChange) && s.profile.class != StatementClass::Session
+        });
+        if changes {
+            self.refusals.mark_lexer_unsafe();
+        }
     }
 
     /// The refusal for `profile`, or `None` when the rules allow it.
@@ -257,6 +304,16 @@ impl ServerStage {
     /// Looks at one server frame; rewrites the error caused by a refusal's replacement.
     pub fn on_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
         match frame.tag() {
+            tag::PARAMETER_STATUS => {
+                let mut r = MessageReader::new(frame.body(), "ParameterStatus");
+                if let (Ok(name), Ok(value)) = (r.cstr_utf8(), r.cstr_utf8()) {
+                    if lexer_unsafe_parameter(name, value) {
+                        self.refusals.mark_lexer_unsafe();
+                    }
+                }
+                self.saw_fatal = false;
+                Verdict::Pass
+            }
             tag::READY_FOR_QUERY => {
                 self.segments_done += 1;
                 self.saw_fatal = false;
@@ -304,6 +361,11 @@ impl ServerStage {
     pub fn may_stream(frame_tag: u8) -> bool {
         matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW)
     }
+}
+
+/// What every statement is once the session's text can't be read as the server reads it.
+fn unreadable() -> StatementProfile {
+    StatementProfile::unparsed("the session's client_encoding or string syntax is not analyzable")
 }
 
 /// A simple Query whose text fails to parse.

@@ -18,6 +18,7 @@ use crate::auth::{self, Identity};
 use crate::config::TlsMode;
 use crate::net::{Stream, read_frame};
 use crate::proto::{self, MessageReader, SqlState, StartupPacket, StartupRequest, tag};
+use crate::sql::lexer_unsafe_parameter;
 use crate::upstream::{self, StartupParams};
 
 // SASL messages are a few hundred bytes; anything longer is not a client we want to parse.
@@ -396,6 +397,12 @@ impl Ready {
         let tracker = StatementTracker::new(Arc::clone(&shared.profiles), catalog);
         let rules = LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles);
         let refusals = Arc::new(Refusals::default());
+        if upstream
+            .startup_params()
+            .any(|(name, value)| lexer_unsafe_parameter(name, value))
+        {
+            refusals.mark_lexer_unsafe();
+        }
         let client_stage = ClientStage::new(
             tracker,
             rules,

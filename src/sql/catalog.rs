@@ -542,7 +542,9 @@ const SAFE_BUILTINS: &[&str] = &[
 /// Client encodings whose multi-byte characters may contain the bytes of
 /// ASCII `'`, `\` or `;`: text pgward lexes as UTF-8 would lex differently
 /// on the server.
-const UNSAFE_CLIENT_ENCODINGS: &[&str] = &[
+/// Client encodings in which an ASCII byte can be the second byte of a character, so that a
+/// quote or backslash pgward's UTF-8 lexer sees is not one the server sees.
+pub(crate) const UNSAFE_CLIENT_ENCODINGS: &[&str] = &[
     "big5",
     "cp932",
     "cp936",
@@ -830,6 +832,19 @@ fn builtin_class(name: &str, vol: Option<Volatility>, config_name: ConfigName<'_
         },
         None if SAFE_BUILTINS.binary_search(&name).is_ok() => CallClass::of(StatementClass::Read),
         None => CallClass::unknown_function(),
+    }
+}
+
+/// Whether the server reporting `name = value` (a ParameterStatus) leaves pgward's lexer
+/// unable to see statements as the server will: a client-only multibyte encoding, or
+/// `standard_conforming_strings = off`.
+pub fn lexer_unsafe_parameter(name: &str, value: &str) -> bool {
+    match name {
+        "client_encoding" => {
+            UNSAFE_CLIENT_ENCODINGS.contains(&value.to_ascii_lowercase().replace('-', "_").as_str())
+        }
+        "standard_conforming_strings" => !value.eq_ignore_ascii_case("on"),
+        _ => false,
     }
 }
 

@@ -63,7 +63,7 @@ mod select;
 mod statement;
 
 pub use cache::ProfileCache;
-pub use catalog::{FunctionCatalog, FunctionInfo, Volatility};
+pub use catalog::{FunctionCatalog, FunctionInfo, Volatility, lexer_unsafe_parameter};
 pub use profile::{
     ColumnRef, ColumnSource, Execute, Flag, OutputColumn, Prepared, StatementClass,
     StatementProfile, TableName,

@@ -11,7 +11,7 @@ use tokio::net::TcpStream;
 use super::Error;
 use crate::config::{SslMode, Upstream};
 use crate::net::{Stream, read_frame};
-use crate::proto::{ErrorFields, MessageReader, tag};
+use crate::proto::{ErrorFields, HEADER_LEN, MessageReader, tag};
 
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
 // Startup-phase messages from the server are small; PostgreSQL itself caps them far lower.
@@ -42,6 +42,21 @@ pub struct Connected {
     pub ready_status: u8,
     /// Bytes read past the first ReadyForQuery (normally none).
     pub leftover: BytesMut,
+}
+
+// === impl Connected ===
+
+impl Connected {
+    /// The server's ParameterStatus values from startup, as (name, value).
+    pub fn startup_params(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.startup_frames
+            .iter()
+            .filter(|f| f.first() == Some(&tag::PARAMETER_STATUS))
+            .filter_map(|f| {
+                let mut r = MessageReader::new(f.get(HEADER_LEN..)?, "ParameterStatus");
+                Some((r.cstr_utf8().ok()?, r.cstr_utf8().ok()?))
+            })
+    }
 }
 
 /// Connects, negotiates TLS per `sslmode`, sends the startup message and authenticates with

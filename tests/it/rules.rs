@@ -342,3 +342,57 @@ async fn a_refusal_skipped_after_an_earlier_error_does_not_mislabel_the_next_one
     );
     assert_eq!(count(&h, "ledger").await, 2);
 }
+
+#[tokio::test]
+async fn a_client_encoding_the_lexer_cannot_read_makes_every_statement_unknown() {
+    let h = start(RULES).await;
+    let mut raw = RawClient::connect(h.addr).await;
+    raw.send(&wire::startup(
+        0,
+        &[
+            ("user", AGENT),
+            ("database", &h.database),
+            ("client_encoding", "SJIS"),
+        ],
+    ))
+    .await;
+    raw.scram(AGENT_PW).await;
+    raw.read_until_ready().await;
+    // In UTF-8 this is one SELECT whose E'' string swallows "; DELETE …"; in SJIS the bytes
+    // E3 81 82 5C are two characters, the backslash is gone, and the DELETE would run.
+    let mut attack = b"SELECT E'\xE3\x81\x82\\' ; DELETE FROM ledger; --'".to_vec();
+    attack.push(0);
+    raw.send(&wire::frame(b'Q', &attack)).await;
+    let replies = raw.read_until_ready().await;
+    let errors: Vec<String> = replies
+        .iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, b)| sqlstate(b))
+        .collect();
+    assert_eq!(errors, ["42501"]);
+    // Even a plain read is unknown now: the session's text can't be analyzed.
+    raw.send(&wire::query("SELECT 1")).await;
+    let replies = raw.read_until_ready().await;
+    assert!(
+        replies
+            .iter()
+            .any(|(t, b)| *t == b'E' && sqlstate(b) == "42501")
+    );
+    assert_eq!(count(&h, "ledger").await, 2);
+
+    // A UTF-8 session of the same identity is unaffected; its refused SET changes nothing.
+    let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
+    assert_refused(
+        &c.batch_execute("SET client_encoding = 'SJIS'")
+            .await
+            .unwrap_err(),
+        "default-deny",
+    );
+    assert_eq!(
+        c.query_one("SELECT count(*) FROM ledger", &[])
+            .await
+            .unwrap()
+            .get::<_, i64>(0),
+        2
+    );
+}
