@@ -141,6 +141,16 @@ async fn authenticate_and_connect(
     let Some(identity) = authenticate(stream, shared, &user, &mut out).await? else {
         return Ok(None);
     };
+    let rules = shared.rules.current();
+    let roles = rules.roles_for(&identity.name, &identity.roles, &[]);
+    if let Some(refused) =
+        super::settings::judge_startup(&startup.params, &rules, &roles, &client_db)
+    {
+        info!(identity = %identity.name, reason = %refused.message, "Startup setting refused");
+        return Err(
+            Refusal::new(SqlState::INSUFFICIENT_PRIVILEGE, refused.message).hint(refused.hint),
+        );
+    }
 
     let upstream_cfg = &shared.config.upstream;
     let database = upstream_cfg.map_database(&client_db).ok_or_else(|| {

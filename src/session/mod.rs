@@ -13,6 +13,7 @@ mod enforce;
 mod handshake;
 pub mod relay;
 mod rules;
+mod settings;
 
 pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};

@@ -344,25 +344,69 @@ async fn a_refusal_skipped_after_an_earlier_error_does_not_mislabel_the_next_one
 }
 
 #[tokio::test]
-async fn a_client_encoding_the_lexer_cannot_read_makes_every_statement_unknown() {
+async fn startup_settings_are_judged_like_the_set_they_amount_to() {
     let h = start(RULES).await;
+    // search_path and role through `options`, or any GUC as a startup parameter: privilege.
+    for extra in [
+        ("options", "-c search_path=evil,pg_catalog"),
+        ("options", "-c role=postgres"),
+        ("search_path", "evil"),
+    ] {
+        // pgward judges settings once the identity is authenticated, before the server is contacted.
+        let mut errors = Vec::new();
+        let mut raw = RawClient::connect(h.addr).await;
+        raw.send(&wire::startup(
+            0,
+            &[("user", AGENT), ("database", &h.database), extra],
+        ))
+        .await;
+        raw.scram_expecting_refusal(AGENT_PW, &mut errors).await;
+        assert_eq!(errors, ["42501"], "{extra:?}");
+    }
+    // Ordinary driver settings pass (tokio-postgres sends client_encoding, DateStyle, TimeZone).
+    h.client_as(AGENT, AGENT_PW)
+        .await
+        .unwrap()
+        .simple_query("SELECT 1")
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_client_encoding_the_lexer_cannot_read_makes_every_statement_unknown() {
+    // `encoder` may change settings (privilege) but not run what pgward cannot classify.
+    let rules = format!(
+        "{RULES}\n[roles.encoder]\nmembers = [\"enc-*\"]\n\n[[rules]]\nid = \"encoder-reads-and-settings\"\nroles = [\"encoder\"]\nclasses = [\"read\", \"tx\", \"session\", \"privilege\"]\naction = \"allow\"\n"
+    );
+    let h = Harness::new()
+        .identity("enc-1", "enc-pw", &[])
+        .rules(&rules)
+        .start()
+        .await;
+    pg::direct(&h.database)
+        .await
+        .batch_execute("CREATE TABLE ledger (id int); INSERT INTO ledger VALUES (1), (2)")
+        .await
+        .unwrap();
     let mut raw = RawClient::connect(h.addr).await;
-    raw.send(&wire::startup(
-        0,
-        &[
-            ("user", AGENT),
-            ("database", &h.database),
-            ("client_encoding", "SJIS"),
-        ],
-    ))
-    .await;
-    raw.scram(AGENT_PW).await;
-    raw.read_until_ready().await;
-    // In UTF-8 this is one SELECT whose E'' string swallows "; DELETE …"; in SJIS the bytes
-    // E3 81 82 5C are two characters, the backslash is gone, and the DELETE would run.
+    raw.login("enc-1", "enc-pw", &h.database).await;
+    // The SET is allowed and runs; pipelined behind it, before the server has answered, comes a
+    // text that in UTF-8 is one SELECT whose E'' string swallows "; DELETE …" but in SJIS is
+    // E3 81 82 5C — two characters, no backslash — so the DELETE would run.
     let mut attack = b"SELECT E'\xE3\x81\x82\\' ; DELETE FROM ledger; --'".to_vec();
     attack.push(0);
-    raw.send(&wire::frame(b'Q', &attack)).await;
+    raw.send(
+        &[
+            wire::query("SET client_encoding = 'SJIS'"),
+            wire::frame(b'Q', &attack),
+        ]
+        .concat(),
+    )
+    .await;
+    assert!(
+        raw.read_until_ready().await.iter().all(|(t, _)| *t != b'E'),
+        "the SET runs"
+    );
     let replies = raw.read_until_ready().await;
     let errors: Vec<String> = replies
         .iter()
@@ -380,14 +424,8 @@ async fn a_client_encoding_the_lexer_cannot_read_makes_every_statement_unknown()
     );
     assert_eq!(count(&h, "ledger").await, 2);
 
-    // A UTF-8 session of the same identity is unaffected; its refused SET changes nothing.
-    let c = h.client_as(AGENT, AGENT_PW).await.unwrap();
-    assert_refused(
-        &c.batch_execute("SET client_encoding = 'SJIS'")
-            .await
-            .unwrap_err(),
-        "default-deny",
-    );
+    // Another session of the same identity is unaffected.
+    let c = h.client_as("enc-1", "enc-pw").await.unwrap();
     assert_eq!(
         c.query_one("SELECT count(*) FROM ledger", &[])
             .await

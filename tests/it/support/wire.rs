@@ -129,6 +129,27 @@ impl RawClient {
         self.read_until_ready().await
     }
 
+    /// Answers the SCRAM exchange correctly, then collects the SQLSTATEs of the errors that
+    /// follow until the connection closes (a refusal after authentication).
+    pub async fn scram_expecting_refusal(&mut self, password: &str, errors: &mut Vec<String>) {
+        let (tag, body) = self.read_msg().await.expect("auth request");
+        assert_eq!((tag, &body[..4]), (b'R', &10i32.to_be_bytes()[..]));
+        let mut scram = ScramSha256::new(password.as_bytes(), ChannelBinding::unsupported());
+        let mut first = BytesMut::new();
+        first.put_slice(b"SCRAM-SHA-256\0");
+        first.put_i32(scram.message().len() as i32);
+        first.put_slice(scram.message());
+        self.send(&frame(b'p', &first)).await;
+        let (_, cont) = self.read_msg().await.expect("SASLContinue");
+        scram.update(&cont[4..]).expect("server-first");
+        self.send(&frame(b'p', scram.message())).await;
+        while let Some((tag, body)) = self.read_msg().await {
+            if tag == b'E' {
+                errors.push(sqlstate(&body));
+            }
+        }
+    }
+
     /// Answers the SCRAM exchange; panics unless it ends in AuthenticationOk.
     pub async fn scram(&mut self, password: &str) {
         let (tag, body) = self.read_msg().await.expect("auth request");
