@@ -70,12 +70,8 @@ fn settings(params: &[(String, String)]) -> Vec<(Option<String>, Option<String>)
                 while let Some(w) = it.next() {
                     let setting = if w == "-c" {
                         it.next().map(String::as_str)
-                    } else if let Some(rest) = w.strip_prefix("-c") {
-                        Some(rest)
-                    } else if let Some(rest) = w.strip_prefix("--") {
-                        Some(rest)
                     } else {
-                        None
+                        w.strip_prefix("-c").or_else(|| w.strip_prefix("--"))
                     };
                     match setting.and_then(|s| s.split_once('=')) {
                         Some((n, v)) => out.push((Some(n.replace('-', "_")), Some(v.to_owned()))),
