@@ -7,7 +7,13 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
 use bytes::BytesMut;
+use std::sync::Arc;
+
 use pgward::session::relay::{End, Pump, Stage};
+use pgward::session::{
+    ClientStage, LiveRules, Refusals, RulesHandle, StatementTracker, refusal_token,
+};
+use pgward::sql::{FunctionCatalog, ProfileCache};
 
 #[path = "../common/result_batch.rs"]
 mod result_batch;
@@ -71,4 +77,69 @@ fn relaying_allocates_nothing_per_message() {
         "allocations grew with the number of rows: {few} for 10 rows, {many} for 20000"
     );
     assert!(few <= 4, "{few} allocations to relay a result");
+}
+
+/// `n` simple Queries with different literal values, as a client sends them.
+fn queries(n: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for i in 0..n {
+        let sql = format!(
+            "SELECT abalance FROM pgbench_accounts WHERE aid = {}\0",
+            1000 + i % 9000
+        );
+        out.push(b'Q');
+        out.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
+        out.extend_from_slice(sql.as_bytes());
+    }
+    out
+}
+
+/// Allocations made while analyzing, deciding and forwarding `n` allowed queries.
+fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let tracker = StatementTracker::new(
+        Arc::new(ProfileCache::new(64)),
+        Arc::new(FunctionCatalog::builtin_only()),
+    );
+    let live = LiveRules::new(Arc::clone(rules), "agent-1", &[]);
+    let stage = ClientStage::new(
+        tracker,
+        live,
+        "db",
+        refusal_token(),
+        Arc::new(Refusals::default()),
+    );
+    let mut pump = Pump::new(
+        Box::new(std::io::Cursor::new(queries(n))),
+        Box::new(tokio::io::sink()),
+        BytesMut::new(),
+        1 << 30,
+        Stage::Client(Box::new(stage)),
+    );
+    let before = allocations();
+    let end = rt.block_on(pump.run());
+    let after = allocations();
+    assert!(matches!(end, End::SourceClosed), "{end}");
+    after - before
+}
+
+#[test]
+fn deciding_cached_statements_allocates_nothing_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("rules.toml"),
+        "[roles.agent]\nmembers = [\"agent-*\"]\n[[rules]]\nid = \"agent-reads\"\nroles = [\"agent\"]\nclasses = [\"read\"]\naction = \"allow\"\n",
+    )
+    .unwrap();
+    let rules = RulesHandle::load(dir.path()).unwrap();
+    // The first query of each run is a cache miss (parse, insert); the others are hits whose
+    // keys differ only in the literal, so the count must not grow with the number of queries.
+    let few = allocations_deciding(10, &rules);
+    let many = allocations_deciding(2_000, &rules);
+    assert_eq!(
+        few, many,
+        "allocations grew with the number of queries: {few} for 10, {many} for 2000"
+    );
 }
