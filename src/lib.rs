@@ -20,6 +20,7 @@
 pub mod auth;
 pub mod config;
 pub mod localpg;
+pub mod mask;
 pub mod net;
 pub mod policy;
 pub mod proto;

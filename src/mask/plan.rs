@@ -1,0 +1,193 @@
+//! The mask plan: for each output column of a result, whether and how to mask it.
+//!
+//! Built once per RowDescription. A column is found to be masked in one of three ways:
+//!
+//! 1. **Direct**: the field carries a table OID and attribute number that the
+//!    caller's `resolve` maps to a column some applicable rule masks.
+//! 2. **Lineage**: the statement's lineage (the profile's output columns) says
+//!    the value at this position derives from a masked column, or from the
+//!    whole row of a table that some applicable rule could mask
+//!    (`row_to_json(u)`, `SELECT u FROM users u`). Lineage positions are only
+//!    trusted when no output column is a wildcard and the lineage has exactly
+//!    as many entries as the RowDescription has fields.
+//! 3. **Fail closed**: when a field cannot be explained by a table column (no
+//!    table OID, or an OID the catalog cannot resolve) and the lineage cannot be
+//!    lined up with the fields, the field may derive from anything the
+//!    statement reads. It is then masked when *any* source of the whole
+//!    statement is masked (and, with no lineage at all, whenever any rule
+//!    applies to the roles). This over-masks `SELECT *, count(*) FROM people`;
+//!    that is the price of never leaking `SELECT * FROM (SELECT upper(ssn) …) s`.
+//!
+//! The first applicable rule that matches decides the strategy; in the
+//! fail-closed case with no lineage, the first applicable rule does.
+
+use super::row_description::RowDescriptionView;
+use crate::policy::{MaskRule, MaskStrategy};
+use crate::sql::{ColumnRef, ColumnSource, OutputColumn, TableName};
+
+/// How one output column is masked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnMask {
+    /// The strategy of the deciding rule.
+    pub strategy: MaskStrategy,
+    /// The field's format code from the RowDescription (0 text, 1 binary).
+    pub format: i16,
+    /// The deciding rule's index in the `masks` slice the plan was built from.
+    pub rule_index: usize,
+    /// How the column was found to be masked (for audit and messages).
+    pub reason: MaskReason,
+}
+
+/// Why a column is masked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MaskReason {
+    /// The field comes straight from a masked table column.
+    Direct,
+    /// The statement's lineage at this position derives from a masked column
+    /// or from the whole row of a table a rule could mask.
+    Lineage,
+    /// The field's origin is unknown and the statement reads masked data (or
+    /// nothing is known about the statement): masked to fail closed.
+    Unknown,
+}
+
+/// For each output column of a result, `Some` mask or `None` (forwarded as is).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MaskPlan {
+    columns: Vec<Option<ColumnMask>>,
+}
+
+impl MaskPlan {
+    /// A plan from explicit per-column masks (for callers and tests that
+    /// already know the answer).
+    pub fn from_columns(columns: Vec<Option<ColumnMask>>) -> Self {
+        MaskPlan { columns }
+    }
+
+    /// True when no column is masked: rows can be forwarded without looking at them.
+    pub fn is_empty(&self) -> bool {
+        self.columns.iter().all(Option::is_none)
+    }
+
+    /// The number of output columns (masked or not).
+    pub fn len(&self) -> usize {
+        self.columns.len()
+    }
+
+    /// Each output column's mask, in order.
+    pub fn columns(&self) -> &[Option<ColumnMask>] {
+        &self.columns
+    }
+}
+
+/// Builds the plan for one RowDescription.
+///
+/// `resolve` maps a table OID and attribute number to the column (the
+/// session's catalog cache); `lineage` is the statement profile's output
+/// columns, if the statement was analyzed; `masks` are every mask rule, of
+/// which those that apply to `roles` are used.
+pub fn plan(
+    fields: &RowDescriptionView<'_>,
+    resolve: impl Fn(u32, i16) -> Option<ColumnRef>,
+    lineage: Option<&[OutputColumn]>,
+    masks: &[MaskRule],
+    roles: &[String],
+) -> MaskPlan {
+    let applicable: Vec<(usize, &MaskRule)> = masks
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m.applies_to(roles))
+        .collect();
+    if applicable.is_empty() {
+        return MaskPlan {
+            columns: vec![None; fields.len()],
+        };
+    }
+    // Lineage positions line up with fields only without wildcards and with equal counts.
+    let aligned = lineage.filter(|l| l.len() == fields.len() && !l.iter().any(|c| c.wildcard));
+    // When positions cannot be trusted, an unexplained field may derive from any source.
+    let any_source = || -> Option<usize> {
+        match lineage {
+            Some(l) => l
+                .iter()
+                .flat_map(|c| c.sources.iter())
+                .find_map(|s| source_rule(&applicable, s)),
+            None => applicable.first().map(|(i, _)| *i),
+        }
+    };
+    let mut fallback: Option<Option<usize>> = None;
+    let columns = fields
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(pos, f)| {
+            let resolved = if f.table_oid != 0 {
+                resolve(f.table_oid, f.attnum)
+            } else {
+                None
+            };
+            let mut found = resolved.as_ref().and_then(|c| {
+                applicable
+                    .iter()
+                    .find(|(_, m)| m.matches_column(c))
+                    .map(|(i, _)| (*i, MaskReason::Direct))
+            });
+            if found.is_none() {
+                if let Some(out) = aligned.and_then(|l| l.get(pos)) {
+                    // Checked even for resolved fields: either source of truth may mask.
+                    found = out
+                        .sources
+                        .iter()
+                        .find_map(|s| source_rule(&applicable, s))
+                        .map(|i| (i, MaskReason::Lineage));
+                } else if resolved.is_none() {
+                    let rule = *fallback.get_or_insert_with(any_source);
+                    found = rule.map(|i| (i, MaskReason::Unknown));
+                }
+            }
+            found.and_then(|(i, reason)| {
+                masks.get(i).map(|m| ColumnMask {
+                    strategy: m.strategy().clone(),
+                    format: f.format,
+                    rule_index: i,
+                    reason,
+                })
+            })
+        })
+        .collect();
+    MaskPlan { columns }
+}
+
+/// The index of the first applicable rule that masks (part of) this source.
+fn source_rule(applicable: &[(usize, &MaskRule)], source: &ColumnSource) -> Option<usize> {
+    applicable
+        .iter()
+        .find(|(_, m)| match source {
+            ColumnSource::Column(c) => m.matches_column(c),
+            ColumnSource::WholeRow(t) => may_match_table(m, t),
+        })
+        .map(|(i, _)| *i)
+}
+
+/// Whether some column of `table` could be masked by `rule`.
+///
+/// Without a catalog the table's columns are unknown, so for each of the
+/// rule's patterns this builds a column name that the pattern's column part
+/// matches by construction (`*` → nothing, `?` → one character) and asks the
+/// rule whether that column of `table` matches: the answer then depends only
+/// on the schema and table parts. This keeps the rule's own matcher as the
+/// single source of truth instead of re-implementing globs here.
+fn may_match_table(rule: &MaskRule, table: &TableName) -> bool {
+    rule.columns().any(|pattern| {
+        let column_part = pattern.rsplit('.').next().unwrap_or(pattern);
+        let column: String = column_part
+            .chars()
+            .filter(|&c| c != '*')
+            .map(|c| if c == '?' { 'x' } else { c })
+            .collect();
+        rule.matches_column(&ColumnRef {
+            table: table.clone(),
+            column,
+        })
+    })
+}

@@ -1,0 +1,154 @@
+//! The masker: walks a DataRow's field lengths and rebuilds the row only when
+//! a masked column holds a value.
+
+use bytes::{BufMut, BytesMut};
+
+use super::Error;
+use super::plan::MaskPlan;
+use super::strategy::write_value;
+
+/// The DataRow message tag.
+pub const DATA_ROW_TAG: u8 = b'D';
+
+/// What [`apply`] did with a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// No masked column held a non-NULL value: forward the original frame as it is.
+    Untouched,
+    /// A whole new DataRow frame (tag, length, body) was appended to `out`.
+    Rewritten,
+}
+
+/// Masks one DataRow body (after the tag and length) according to `plan`.
+///
+/// The row is first walked without decoding anything: when no masked column
+/// holds a non-NULL value the answer is [`Applied::Untouched`], nothing is
+/// written and nothing is allocated. Otherwise the rebuilt frame is appended
+/// to `out` (a buffer the caller reuses; it is not cleared, so several rows
+/// can be batched into it).
+///
+/// # Errors
+/// [`Error::FieldCount`] when the row's field count differs from the plan's,
+/// [`Error::DataRow`] for a truncated field, a length below -1 or trailing
+/// bytes, and what [`write_value`] reports. On error `out` is left as it was.
+/// The caller must fail closed: never forward a row that failed here.
+pub fn apply(
+    row_body: &[u8],
+    plan: &MaskPlan,
+    key: &[u8],
+    out: &mut BytesMut,
+) -> Result<Applied, Error> {
+    let masks = plan.columns();
+    let mut needs_rewrite = false;
+    for (i, field) in Fields::new(row_body, masks.len())?.enumerate() {
+        let field = field?;
+        if field.is_some() && masks.get(i).is_some_and(Option::is_some) {
+            needs_rewrite = true;
+        }
+    }
+    if !needs_rewrite {
+        return Ok(Applied::Untouched);
+    }
+    let start = out.len();
+    let result = rewrite(row_body, plan, key, out, start);
+    if result.is_err() {
+        out.truncate(start);
+    }
+    result.map(|()| Applied::Rewritten)
+}
+
+fn rewrite(
+    row_body: &[u8],
+    plan: &MaskPlan,
+    key: &[u8],
+    out: &mut BytesMut,
+    start: usize,
+) -> Result<(), Error> {
+    let masks = plan.columns();
+    out.reserve(row_body.len() + 5);
+    out.put_u8(DATA_ROW_TAG);
+    out.put_i32(0);
+    // Validated by the first pass; the count fits an i16 because the row held it.
+    out.put_slice(row_body.get(..2).ok_or(Error::DataRow)?);
+    for (field, mask) in Fields::new(row_body, masks.len())?.zip(masks) {
+        let field = field?;
+        match mask {
+            Some(m) => write_value(&m.strategy, m.format, field, key, out)?,
+            None => match field {
+                Some(v) => {
+                    out.put_i32(i32::try_from(v.len()).map_err(|_| Error::TooLarge)?);
+                    out.put_slice(v);
+                }
+                None => out.put_i32(-1),
+            },
+        }
+    }
+    let len = i32::try_from(out.len() - start - 1).map_err(|_| Error::TooLarge)?;
+    out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+    Ok(())
+}
+
+/// The fields of a DataRow body: `None` for NULL, else the value's bytes.
+/// Checks the count against `expected` up front and trailing bytes at the end.
+struct Fields<'a> {
+    rest: &'a [u8],
+    left: usize,
+    failed: bool,
+}
+
+impl<'a> Fields<'a> {
+    fn new(body: &'a [u8], expected: usize) -> Result<Self, Error> {
+        let (count, rest) = body.split_first_chunk::<2>().ok_or(Error::DataRow)?;
+        let found = usize::from(u16::from_be_bytes(*count));
+        if found != expected {
+            return Err(Error::FieldCount { expected, found });
+        }
+        Ok(Fields {
+            rest,
+            left: found,
+            failed: false,
+        })
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = Result<Option<&'a [u8]>, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed {
+            return None;
+        }
+        if self.left == 0 {
+            if self.rest.is_empty() {
+                return None;
+            }
+            self.failed = true;
+            return Some(Err(Error::DataRow));
+        }
+        self.left -= 1;
+        let item = self.field();
+        if item.is_err() {
+            self.failed = true;
+        }
+        Some(item)
+    }
+}
+
+impl<'a> Fields<'a> {
+    fn field(&mut self) -> Result<Option<&'a [u8]>, Error> {
+        let (len, rest) = self.rest.split_first_chunk::<4>().ok_or(Error::DataRow)?;
+        let len = i32::from_be_bytes(*len);
+        if len == -1 {
+            self.rest = rest;
+            return Ok(None);
+        }
+        // Negative lengths other than -1 are rejected before any cast.
+        let len = usize::try_from(len).map_err(|_| Error::DataRow)?;
+        if len > rest.len() {
+            return Err(Error::DataRow);
+        }
+        let (value, rest) = rest.split_at(len);
+        self.rest = rest;
+        Ok(Some(value))
+    }
+}
