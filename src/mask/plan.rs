@@ -21,7 +21,9 @@
 //! The first applicable rule that matches decides the strategy; in the
 //! fail-closed case with no lineage, the first applicable rule does.
 
+use super::Error;
 use super::row_description::RowDescriptionView;
+use super::strategy::FORMAT_TEXT;
 use crate::policy::{MaskRule, MaskStrategy};
 use crate::sql::{ColumnRef, ColumnSource, OutputColumn, TableName};
 
@@ -67,6 +69,40 @@ impl MaskPlan {
     /// True when no column is masked: rows can be forwarded without looking at them.
     pub fn is_empty(&self) -> bool {
         self.columns.iter().all(Option::is_none)
+    }
+
+    /// Applies the result format codes of a Bind (none: all text; one: all
+    /// columns; else one per column) to the masked columns.
+    ///
+    /// Needed when the plan was built from the RowDescription of a Describe of
+    /// a *statement*, whose format codes are all 0 because formats are only
+    /// chosen at Bind: without this a binary value would be masked as text
+    /// (and `partial` would keep its raw bytes).
+    ///
+    /// # Errors
+    /// [`Error::FormatCount`] when there are several codes but not one per column.
+    pub fn set_result_formats(&mut self, formats: &[i16]) -> Result<(), Error> {
+        let per_column = match formats {
+            [] | [_] => false,
+            _ if formats.len() == self.columns.len() => true,
+            _ => {
+                return Err(Error::FormatCount {
+                    expected: self.columns.len(),
+                    found: formats.len(),
+                });
+            }
+        };
+        for (i, column) in self.columns.iter_mut().enumerate() {
+            if let Some(mask) = column {
+                let code = if per_column {
+                    formats.get(i)
+                } else {
+                    formats.first()
+                };
+                mask.format = code.copied().unwrap_or(FORMAT_TEXT);
+            }
+        }
+        Ok(())
     }
 
     /// The number of output columns (masked or not).
@@ -132,15 +168,18 @@ pub fn plan(
                     .find(|(_, m)| m.matches_column(c))
                     .map(|(i, _)| (*i, MaskReason::Direct))
             });
-            if found.is_none() {
+            // A resolved field is exactly that column's value (the server only reports an
+            // origin for plain column references), so lineage is for the rest: consulting it
+            // here too would mask `id` in `people JOIN orders USING (…)`, whose lineage
+            // without a catalog is the whole row of both tables.
+            if resolved.is_none() {
                 if let Some(out) = aligned.and_then(|l| l.get(pos)) {
-                    // Checked even for resolved fields: either source of truth may mask.
                     found = out
                         .sources
                         .iter()
                         .find_map(|s| source_rule(&applicable, s))
                         .map(|i| (i, MaskReason::Lineage));
-                } else if resolved.is_none() {
+                } else {
                     let rule = *fallback.get_or_insert_with(any_source);
                     found = rule.map(|i| (i, MaskReason::Unknown));
                 }

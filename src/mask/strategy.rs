@@ -106,9 +106,9 @@ fn partial(s: &str, first: usize, last: usize, text: &str, out: &mut BytesMut) {
     out.put_slice(&s.as_bytes()[tail_start..]);
 }
 
-/// A value of the same shape: each ASCII digit becomes a digit, each ASCII
-/// letter a letter of the same case, every other character stays (so `-`, `@`,
-/// spaces and non-ASCII letters keep the format readable). The choices come
+/// A value of the same shape: each digit becomes an ASCII digit, each letter an
+/// ASCII letter of the same case (uncased scripts become lower case), every
+/// other character stays (so `-`, `@` and spaces keep the format readable). The choices come
 /// from the HMAC of the value, so equal inputs give equal outputs.
 fn fake(s: &str, digest: &[u8; 32], out: &mut BytesMut) {
     let mut tmp = [0u8; 4];
@@ -120,6 +120,10 @@ fn fake(s: &str, digest: &[u8; 32], out: &mut BytesMut) {
             '0'..='9' => char::from(b'0' + b % 10),
             'a'..='z' => char::from(b'a' + b % 26),
             'A'..='Z' => char::from(b'A' + b % 26),
+            // Other scripts' letters and digits would leak (`José`): ASCII of the same kind.
+            c if c.is_numeric() => char::from(b'0' + b % 10),
+            c if c.is_uppercase() => char::from(b'A' + b % 26),
+            c if c.is_alphabetic() => char::from(b'a' + b % 26),
             other => other,
         };
         out.put_slice(m.encode_utf8(&mut tmp).as_bytes());

@@ -373,10 +373,12 @@ fn fake_keeps_shape() {
     assert_ne!(f, v);
     assert_eq!(f.chars().count(), v.chars().count());
     for (a, b) in v.chars().zip(f.chars()) {
-        assert_eq!(a.is_ascii_digit(), b.is_ascii_digit());
-        assert_eq!(a.is_ascii_uppercase(), b.is_ascii_uppercase());
-        assert_eq!(a.is_ascii_lowercase(), b.is_ascii_lowercase());
-        if !a.is_ascii_alphanumeric() {
+        assert_eq!(a.is_numeric(), b.is_ascii_digit());
+        assert_eq!(a.is_uppercase(), b.is_ascii_uppercase());
+        assert_eq!(a.is_lowercase(), b.is_ascii_lowercase());
+        if a.is_alphanumeric() {
+            assert!(b.is_ascii_alphanumeric(), "{a} → {b}");
+        } else {
             assert_eq!(a, b);
         }
     }
@@ -513,4 +515,55 @@ fn malformed_rows_are_errors() {
             }
         }
     }
+}
+
+#[test]
+fn fake_hides_non_ascii_letters() {
+    let f = mask_str(&MaskStrategy::Fake, "José Ünal ٣");
+    assert!(f.is_ascii(), "{f}");
+    assert_eq!(f.chars().count(), "José Ünal ٣".chars().count());
+    assert!(f.chars().nth(5).unwrap().is_ascii_uppercase());
+    assert!(f.chars().nth(10).unwrap().is_ascii_digit());
+}
+
+#[test]
+fn resolved_fields_ignore_lineage() {
+    let masks = masks(SSN_NULL);
+    // SELECT id FROM people JOIN orders USING (id): without a catalog the lineage is both whole rows.
+    let body = row_description(&[("id", 100, 1, 0)]);
+    let view = RowDescriptionView::parse(&body).unwrap();
+    let people = TableName {
+        schema: "public".to_owned(),
+        name: "people".to_owned(),
+    };
+    let lineage = vec![out_col("id", false, vec![ColumnSource::WholeRow(people)])];
+    assert!(plan(&view, people_resolve, Some(&lineage), &masks, &agent()).is_empty());
+}
+
+#[test]
+fn bind_result_formats_override_describe() {
+    let mut p = ssn_plan(0);
+    p.set_result_formats(&[]).unwrap();
+    assert_eq!(p.columns()[1].as_ref().unwrap().format, 0);
+    p.set_result_formats(&[1]).unwrap();
+    assert_eq!(p.columns()[1].as_ref().unwrap().format, 1);
+    p.set_result_formats(&[1, 0, 1]).unwrap();
+    assert_eq!(p.columns()[1].as_ref().unwrap().format, 0);
+    assert_eq!(
+        p.set_result_formats(&[1, 1]),
+        Err(Error::FormatCount {
+            expected: 3,
+            found: 2
+        })
+    );
+    // Binary after Bind: the masked column becomes NULL instead of keeping raw bytes.
+    p.set_result_formats(&[1]).unwrap();
+    let mut out = BytesMut::new();
+    let row = data_row(&[
+        Some(b"\x00\x00\x00\x01"),
+        Some(b"\x01\x02\x03\x04\x05"),
+        None,
+    ]);
+    assert_eq!(apply(&row, &p, KEY, &mut out), Ok(Applied::Rewritten));
+    assert_eq!(parse_frame(&out)[1], None);
 }
