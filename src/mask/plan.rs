@@ -144,10 +144,7 @@ pub fn plan(
     // When positions cannot be trusted, an unexplained field may derive from any source.
     let any_source = || -> Option<usize> {
         match lineage {
-            Some(l) => l
-                .iter()
-                .flat_map(|c| c.sources.iter())
-                .find_map(|s| source_rule(&applicable, s)),
+            Some(l) => first_rule(&applicable, l.iter().flat_map(|c| c.sources.iter())),
             None => applicable.first().map(|(i, _)| *i),
         }
     };
@@ -174,10 +171,7 @@ pub fn plan(
             // without a catalog is the whole row of both tables.
             if resolved.is_none() {
                 if let Some(out) = aligned.and_then(|l| l.get(pos)) {
-                    found = out
-                        .sources
-                        .iter()
-                        .find_map(|s| source_rule(&applicable, s))
+                    found = first_rule(&applicable, out.sources.iter())
                         .map(|i| (i, MaskReason::Lineage));
                 } else {
                     let rule = *fallback.get_or_insert_with(any_source);
@@ -197,13 +191,19 @@ pub fn plan(
     MaskPlan { columns }
 }
 
-/// The index of the first applicable rule that masks (part of) this source.
-fn source_rule(applicable: &[(usize, &MaskRule)], source: &ColumnSource) -> Option<usize> {
+/// The index of the first applicable rule (in rule order, not source order)
+/// that masks (part of) any of these sources.
+fn first_rule<'s>(
+    applicable: &[(usize, &MaskRule)],
+    sources: impl Iterator<Item = &'s ColumnSource> + Clone,
+) -> Option<usize> {
     applicable
         .iter()
-        .find(|(_, m)| match source {
-            ColumnSource::Column(c) => m.matches_column(c),
-            ColumnSource::WholeRow(t) => may_match_table(m, t),
+        .find(|(_, m)| {
+            sources.clone().any(|source| match source {
+                ColumnSource::Column(c) => m.matches_column(c),
+                ColumnSource::WholeRow(t) => may_match_table(m, t),
+            })
         })
         .map(|(i, _)| *i)
 }

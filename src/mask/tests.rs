@@ -567,3 +567,25 @@ fn bind_result_formats_override_describe() {
     assert_eq!(apply(&row, &p, KEY, &mut out), Ok(Applied::Rewritten));
     assert_eq!(parse_frame(&out)[1], None);
 }
+
+#[test]
+fn lineage_uses_the_first_rule_not_the_first_source() {
+    // Rule 0 masks people.ssn, rule 1 masks *.email; `email || ssn` sorts email first.
+    let masks = masks(&format!("{SSN_NULL}{EMAIL}"));
+    let body = row_description(&[("?column?", 0, 0, 0)]);
+    let view = RowDescriptionView::parse(&body).unwrap();
+    let lineage = vec![out_col(
+        "?column?",
+        false,
+        vec![
+            ColumnSource::Column(col("people", "email")),
+            ColumnSource::Column(col("people", "ssn")),
+        ],
+    )];
+    let p = plan(&view, people_resolve, Some(&lineage), &masks, &agent());
+    assert_eq!(p.columns()[0].as_ref().unwrap().rule_index, 0);
+    assert_eq!(
+        p.columns()[0].as_ref().unwrap().strategy,
+        MaskStrategy::Null
+    );
+}
