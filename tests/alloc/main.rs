@@ -143,3 +143,54 @@ fn deciding_cached_statements_allocates_nothing_per_message() {
         "allocations grew with the number of queries: {few} for 10, {many} for 2000"
     );
 }
+
+/// The masker: a row with nothing to mask is answered without allocating, and rewriting rows
+/// into a reused buffer allocates nothing once the buffer has grown.
+#[test]
+fn masking_allocates_nothing_per_row() {
+    use bytes::BufMut;
+    use pgward::mask::{Applied, ColumnMask, MaskPlan, MaskReason, apply};
+    use pgward::policy::MaskStrategy;
+
+    let row = |ssn: Option<&[u8]>| {
+        let mut b = BytesMut::new();
+        b.put_i16(2);
+        b.put_i32(2);
+        b.put_slice(b"42");
+        match ssn {
+            Some(v) => {
+                b.put_i32(v.len() as i32);
+                b.put_slice(v);
+            }
+            None => b.put_i32(-1),
+        }
+        b.to_vec()
+    };
+    let plan = MaskPlan::from_columns(vec![
+        None,
+        Some(ColumnMask {
+            strategy: MaskStrategy::Partial {
+                keep_first: 0,
+                keep_last: 4,
+                text: "***-**-".to_owned(),
+            },
+            format: 0,
+            rule_index: 0,
+            reason: MaskReason::Direct,
+        }),
+    ]);
+    let (untouched, masked) = (row(None), row(Some(b"123-45-6789")));
+    let mut out = BytesMut::with_capacity(1024);
+    let per_rows = |n: usize, body: &[u8], out: &mut BytesMut| {
+        let before = allocations();
+        for _ in 0..n {
+            out.clear();
+            let applied = apply(body, &plan, b"key", out).unwrap();
+            assert_eq!(applied == Applied::Untouched, body == untouched.as_slice());
+        }
+        allocations() - before
+    };
+    assert_eq!(per_rows(10_000, &untouched, &mut out), 0);
+    per_rows(1, &masked, &mut out);
+    assert_eq!(per_rows(10_000, &masked, &mut out), 0);
+}
