@@ -1,24 +1,13 @@
 //! The masker on one DataRow: the untouched check (nothing to mask) and a rewrite.
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use criterion::{Criterion, criterion_group, criterion_main};
 use pgward::mask::{ColumnMask, MaskPlan, MaskReason, apply};
 use pgward::policy::MaskStrategy;
 
-fn data_row(fields: &[Option<&[u8]>]) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    b.put_i16(fields.len() as i16);
-    for f in fields {
-        match f {
-            Some(v) => {
-                b.put_i32(v.len() as i32);
-                b.put_slice(v);
-            }
-            None => b.put_i32(-1),
-        }
-    }
-    b.to_vec()
-}
+#[path = "../tests/common/frames.rs"]
+mod frames;
+use frames::data_row;
 
 fn masker(c: &mut Criterion) {
     let plan = MaskPlan::from_columns(vec![

@@ -5,9 +5,9 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use pgward::proto::Frames;
 use pgward::session::relay::{End, Pump, Stage};
 
-#[path = "../tests/common/result_batch.rs"]
-mod result_batch;
-use result_batch::result_batch;
+#[path = "../tests/common/frames.rs"]
+mod frames;
+use frames::result_batch;
 
 fn frames(c: &mut Criterion) {
     let batch = result_batch(100);

@@ -29,3 +29,8 @@ pub mod session;
 pub mod sql;
 pub mod tls;
 pub mod upstream;
+
+/// Raw frames shared by the unit tests, the integration tests and the benches.
+#[cfg(test)]
+#[path = "../tests/common/frames.rs"]
+mod test_frames;

@@ -8,6 +8,8 @@ use super::*;
 use crate::policy::{MaskRule, MaskStrategy, RuleSet};
 use crate::sql::{ColumnRef, ColumnSource, OutputColumn, TableName};
 
+use crate::test_frames::data_row;
+
 const KEY: &[u8] = b"test-key";
 
 fn masks(toml: &str) -> Vec<MaskRule> {
@@ -54,21 +56,6 @@ fn row_description(fields: &[(&str, u32, i16, i16)]) -> Vec<u8> {
         b.put_i16(-1);
         b.put_i32(-1);
         b.put_i16(*fmt);
-    }
-    b.to_vec()
-}
-
-fn data_row(fields: &[Option<&[u8]>]) -> Vec<u8> {
-    let mut b = BytesMut::new();
-    b.put_i16(fields.len() as i16);
-    for f in fields {
-        match f {
-            Some(v) => {
-                b.put_i32(v.len() as i32);
-                b.put_slice(v);
-            }
-            None => b.put_i32(-1),
-        }
     }
     b.to_vec()
 }

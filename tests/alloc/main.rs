@@ -15,9 +15,9 @@ use pgward::session::{
 };
 use pgward::sql::{FunctionCatalog, ProfileCache};
 
-#[path = "../common/result_batch.rs"]
-mod result_batch;
-use result_batch::result_batch;
+#[path = "../common/frames.rs"]
+mod frames;
+use frames::result_batch;
 
 /// Counts allocations made by the current thread, so other test threads don't disturb the count.
 struct CountingAlloc;
@@ -148,24 +148,10 @@ fn deciding_cached_statements_allocates_nothing_per_message() {
 /// into a reused buffer allocates nothing once the buffer has grown.
 #[test]
 fn masking_allocates_nothing_per_row() {
-    use bytes::BufMut;
     use pgward::mask::{Applied, ColumnMask, MaskPlan, MaskReason, apply};
     use pgward::policy::MaskStrategy;
 
-    let row = |ssn: Option<&[u8]>| {
-        let mut b = BytesMut::new();
-        b.put_i16(2);
-        b.put_i32(2);
-        b.put_slice(b"42");
-        match ssn {
-            Some(v) => {
-                b.put_i32(v.len() as i32);
-                b.put_slice(v);
-            }
-            None => b.put_i32(-1),
-        }
-        b.to_vec()
-    };
+    let row = |ssn: Option<&[u8]>| frames::data_row(&[Some(b"42"), ssn]);
     let plan = MaskPlan::from_columns(vec![
         None,
         Some(ColumnMask {

@@ -5,9 +5,7 @@ use bytes::BytesMut;
 
 use super::*;
 
-#[path = "../../../tests/common/result_batch.rs"]
-mod result_batch;
-use result_batch::result_batch;
+use crate::test_frames::result_batch;
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()

@@ -1,5 +1,6 @@
-//! A server's answer to a query, as raw frames: shared by the relay's tests and benches
-//! (included with `#[path]`, so every user compiles the same function).
+//! Raw server frames for tests and benches (included with `#[path]`, so every user compiles the
+//! same functions; not every user calls every one).
+#![allow(dead_code)]
 
 use bytes::{BufMut, BytesMut};
 
@@ -27,5 +28,21 @@ pub fn result_batch(rows: usize) -> Vec<u8> {
     b.put_u8(b'Z');
     b.put_i32(5);
     b.put_u8(b'I');
+    b.to_vec()
+}
+
+/// The body of a DataRow (after tag and length) with these fields; `None` is NULL.
+pub fn data_row(fields: &[Option<&[u8]>]) -> Vec<u8> {
+    let mut b = BytesMut::new();
+    b.put_i16(fields.len() as i16);
+    for f in fields {
+        match f {
+            Some(v) => {
+                b.put_i32(v.len() as i32);
+                b.put_slice(v);
+            }
+            None => b.put_i32(-1),
+        }
+    }
     b.to_vec()
 }
