@@ -324,11 +324,7 @@ async fn a_refusal_skipped_after_an_earlier_error_does_not_mislabel_the_next_one
     )
     .await;
     let replies = raw.read_until_ready().await;
-    let errors: Vec<String> = replies
-        .iter()
-        .filter(|(t, _)| *t == b'E')
-        .map(|(_, b)| sqlstate(b))
-        .collect();
+    let errors = wire::error_codes(&replies);
     assert_eq!(errors, ["22012"]);
     // The next refusal is reported under its own rule, not the skipped one's.
     raw.send(&wire::query("TRUNCATE ledger")).await;
@@ -408,11 +404,7 @@ async fn a_client_encoding_the_lexer_cannot_read_makes_every_statement_unknown()
         "the SET runs"
     );
     let replies = raw.read_until_ready().await;
-    let errors: Vec<String> = replies
-        .iter()
-        .filter(|(t, _)| *t == b'E')
-        .map(|(_, b)| sqlstate(b))
-        .collect();
+    let errors = wire::error_codes(&replies);
     assert_eq!(errors, ["42501"]);
     // Even a plain read is unknown now: the session's text can't be analyzed.
     raw.send(&wire::query("SELECT 1")).await;

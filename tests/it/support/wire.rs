@@ -176,6 +176,15 @@ impl RawClient {
     }
 }
 
+/// The SQLSTATEs of the ErrorResponses among `replies`, in order.
+pub fn error_codes(replies: &[(u8, Bytes)]) -> Vec<String> {
+    replies
+        .iter()
+        .filter(|(t, _)| *t == b'E')
+        .map(|(_, b)| sqlstate(b))
+        .collect()
+}
+
 /// The SQLSTATE (`C` field) of an ErrorResponse body.
 pub fn sqlstate(body: &[u8]) -> String {
     field(body, b'C')
