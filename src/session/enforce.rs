@@ -41,14 +41,20 @@ pub struct Refusals {
     lexer_unsafe: AtomicBool,
 }
 
+/// What the client is told about a refusal.
+#[derive(Debug)]
+struct Denial {
+    rule: String,
+    message: String,
+    hint: String,
+}
+
 /// One refused message, awaiting the server's syntax error to rewrite.
 #[derive(Debug)]
 struct Refused {
     /// Index of the ReadyForQuery that ends the refused message's batch.
     segment: u64,
-    rule: String,
-    message: String,
-    hint: String,
+    denial: Denial,
 }
 
 /// The client-to-server half: analyze, decide, replace.
@@ -252,7 +258,7 @@ impl ClientStage {
     }
 
     /// The refusal for `profile`, or `None` when the rules allow it.
-    fn judge(&mut self, profile: &StatementProfile) -> Option<Refused> {
+    fn judge(&mut self, profile: &StatementProfile) -> Option<Denial> {
         self.rules.refresh();
         let current = self.rules.current();
         let decision = current.rules.decide(&Request {
@@ -269,17 +275,18 @@ impl ClientStage {
             class = profile.class.as_str(),
             "Statement refused"
         );
-        Some(Refused {
-            segment: 0,
+        Some(Denial {
             rule: decision.rule.to_string(),
             message: decision.message(),
             hint: decision.hint().unwrap_or_default(),
         })
     }
 
-    fn refuse(&mut self, mut refused: Refused) {
-        refused.segment = self.segments_sent;
-        self.refusals.push(refused);
+    fn refuse(&mut self, denial: Denial) {
+        self.refusals.push(Refused {
+            segment: self.segments_sent,
+            denial,
+        });
     }
 
     /// Whether a frame of this type may be streamed through unseen when it is very large.
@@ -331,7 +338,7 @@ impl ServerStage {
                     return Verdict::Pass;
                 }
                 let (rule, message, hint) = match self.refusals.take(self.segments_done) {
-                    Some(r) => (r.rule, r.message, r.hint),
+                    Some(r) => (r.denial.rule, r.denial.message, r.denial.hint),
                     // Not reachable while pgward is the only writer of the token; still never
                     // let the token's syntax error reach the client.
                     None => (

@@ -27,7 +27,7 @@ const AUTH_FRAME_LIMIT: usize = 16 * 1024;
 /// How the startup phase ended.
 enum Outcome {
     /// Authenticated, with the server connection ready.
-    Ready(Ready),
+    Ready(Stream, Established),
     /// Refused: the refusal is written to the stream before it closes.
     Refused(Stream, Refusal),
     /// Nothing more to say: a cancel request, a client that hung up, or an answer already sent.
@@ -52,7 +52,7 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         // On timeout the half-done handshake is dropped and the socket closes, as PostgreSQL
         // does when authentication_timeout passes.
         match tokio::time::timeout(deadline, start(Stream::Plain(tcp), &shared)).await {
-            Ok(Outcome::Ready(ready)) => ready.relay(&shared).await,
+            Ok(Outcome::Ready(client, established)) => established.relay(client, &shared).await,
             Ok(Outcome::Refused(mut stream, refusal)) => {
                 info!(code = refusal.code.code(), reason = %refusal.message, "Connection refused");
                 let mut err = BytesMut::new();
@@ -70,9 +70,7 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
 }
 
 /// A client that has authenticated, with its server connection ready.
-struct Ready {
-    /// Set once the handshake hands the stream over.
-    client: Option<Stream>,
+struct Established {
     /// The server database.
     database: String,
     identity: Identity,
@@ -84,10 +82,7 @@ async fn start(stream: Stream, shared: &Arc<Shared>) -> Outcome {
     match negotiate(stream, shared).await {
         Negotiated::Startup(mut stream, startup) => {
             match authenticate_and_connect(&mut stream, shared, &startup).await {
-                Ok(Some(ready)) => Outcome::Ready(Ready {
-                    client: Some(stream),
-                    ..ready
-                }),
+                Ok(Some(established)) => Outcome::Ready(stream, established),
                 Ok(None) => Outcome::Done,
                 Err(refusal) => Outcome::Refused(stream, refusal),
             }
@@ -103,7 +98,7 @@ async fn authenticate_and_connect(
     stream: &mut Stream,
     shared: &Arc<Shared>,
     startup: &StartupPacket,
-) -> Result<Option<Ready>, Refusal> {
+) -> Result<Option<Established>, Refusal> {
     if shared.config.tls.mode == TlsMode::Require && !stream.is_tls() {
         return Err(Refusal::new(
             SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
@@ -212,8 +207,7 @@ async fn authenticate_and_connect(
         application_name = startup.param("application_name").unwrap_or(""),
         "Session started"
     );
-    Ok(Some(Ready {
-        client: None,
+    Ok(Some(Established {
         identity,
         upstream,
         registration,
@@ -383,18 +377,16 @@ fn client_gone(_: std::io::Error) -> Refusal {
     Refusal::new(SqlState::CONNECTION_FAILURE, "client closed the connection")
 }
 
-// === impl Ready ===
+// === impl Established ===
 
-impl Ready {
-    async fn relay(self, shared: &Shared) {
-        let Ready {
-            client,
+impl Established {
+    async fn relay(self, client: Stream, shared: &Shared) {
+        let Established {
             identity,
             upstream,
             registration,
             database,
         } = self;
-        let Some(client) = client else { return };
         let started = std::time::Instant::now();
         let catalog = shared
             .catalogs

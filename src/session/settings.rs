@@ -7,8 +7,10 @@
 //! privilege, admin, lexer-changing or unreadable setting — is judged by the duty rules like
 //! the statement would be, and a refusal ends the connection before the server is contacted.
 
-use crate::policy::RuleSet;
-use crate::sql::{AnalyzeContext, FunctionCatalog, StatementClass, analyze};
+use crate::policy::{Decision, Request, RuleSet};
+use crate::sql::{
+    AnalyzeContext, Flag, FunctionCatalog, StatementClass, StatementProfile, analyze,
+};
 
 /// A refused startup setting: the rule's message and hint.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,31 +32,46 @@ pub fn judge_startup(
     let catalog = FunctionCatalog::builtin_only();
     let ctx = AnalyzeContext::new(&path, &catalog);
     for (name, value) in settings(params) {
-        let sql = match (&name, &value) {
-            (Some(n), Some(v)) => format!("SET {} TO {}", quote_ident(n), quote_literal(v)),
-            // A switch pgward does not read: judged as unknown.
-            _ => String::from("\u{1}unreadable startup option"),
+        let decision = match (&name, &value) {
+            (Some(n), Some(v)) => {
+                let analysis = analyze(
+                    &format!("SET {} TO {}", quote_ident(n), quote_literal(v)),
+                    &ctx,
+                );
+                let harmless = analysis.statements.iter().all(|s| {
+                    s.profile.class <= StatementClass::Session && !s.profile.has(Flag::LexerChange)
+                });
+                if harmless {
+                    continue;
+                }
+                decision_text(rules.decide_all(roles, database, &analysis))
+            }
+            // A switch pgward does not read is judged as an unclassifiable statement.
+            _ => {
+                let profile = StatementProfile::unparsed("unreadable startup option");
+                decision_text(rules.decide(&Request {
+                    roles,
+                    database,
+                    profile: &profile,
+                }))
+            }
         };
-        let analysis = analyze(&sql, &ctx);
-        if analysis.statements.iter().all(|s| {
-            s.profile.class <= StatementClass::Session
-                && !s.profile.has(crate::sql::Flag::LexerChange)
-        }) {
-            continue;
-        }
-        let decision = rules.decide_all(roles, database, &analysis);
-        if !decision.is_allowed() {
+        if let Some((message, hint)) = decision {
             return Some(Refused {
                 message: format!(
-                    "startup setting {}: {}",
-                    name.as_deref().unwrap_or("in options"),
-                    decision.message()
+                    "startup setting {}: {message}",
+                    name.as_deref().unwrap_or("in options")
                 ),
-                hint: decision.hint().unwrap_or_default(),
+                hint,
             });
         }
     }
     None
+}
+
+/// The message and hint of a refusal, `None` when allowed.
+fn decision_text(decision: Decision<'_>) -> Option<(String, String)> {
+    (!decision.is_allowed()).then(|| (decision.message(), decision.hint().unwrap_or_default()))
 }
 
 /// The (name, value) settings of a StartupMessage; `(None, None)` for an `options` switch that is

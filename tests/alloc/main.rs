@@ -49,23 +49,28 @@ fn allocations() -> u64 {
     ALLOCATIONS.with(Cell::get)
 }
 
-/// Allocations made while relaying `rows` rows, after the pump exists.
-fn allocations_relaying(rows: usize) -> u64 {
+/// Allocations made while `stage` pumps `input` to a sink, after the pump exists.
+fn allocations_pumping(input: Vec<u8>, stage: Stage) -> u64 {
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()
         .unwrap();
     let mut pump = Pump::new(
-        Box::new(std::io::Cursor::new(result_batch(rows))),
+        Box::new(std::io::Cursor::new(input)),
         Box::new(tokio::io::sink()),
         BytesMut::new(),
         1 << 30,
-        Stage::Plain,
+        stage,
     );
     let before = allocations();
     let end = rt.block_on(pump.run());
     let after = allocations();
     assert!(matches!(end, End::SourceClosed), "{end}");
     after - before
+}
+
+/// Allocations made while relaying `rows` rows.
+fn allocations_relaying(rows: usize) -> u64 {
+    allocations_pumping(result_batch(rows), Stage::Plain)
 }
 
 #[test]
@@ -96,9 +101,6 @@ fn queries(n: usize) -> Vec<u8> {
 
 /// Allocations made while analyzing, deciding and forwarding `n` allowed queries.
 fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .build()
-        .unwrap();
     let tracker = StatementTracker::new(
         Arc::new(ProfileCache::new(64)),
         Arc::new(FunctionCatalog::builtin_only()),
@@ -111,18 +113,7 @@ fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
         refusal_token(),
         Arc::new(Refusals::default()),
     );
-    let mut pump = Pump::new(
-        Box::new(std::io::Cursor::new(queries(n))),
-        Box::new(tokio::io::sink()),
-        BytesMut::new(),
-        1 << 30,
-        Stage::Client(Box::new(stage)),
-    );
-    let before = allocations();
-    let end = rt.block_on(pump.run());
-    let after = allocations();
-    assert!(matches!(end, End::SourceClosed), "{end}");
-    after - before
+    allocations_pumping(queries(n), Stage::Client(Box::new(stage)))
 }
 
 #[test]
