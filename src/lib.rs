@@ -19,6 +19,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod keyfile;
 pub mod localpg;
 pub mod mask;
 pub mod net;

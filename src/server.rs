@@ -32,6 +32,9 @@ pub enum Error {
     /// The rules can't be loaded.
     #[error("rules: {0}")]
     Rules(#[from] crate::policy::Error),
+    /// The masking key can't be read or created.
+    #[error("masking key: {0}")]
+    MaskKey(#[from] crate::keyfile::Error),
     /// The listen address can't be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -67,6 +70,11 @@ impl Server {
         let upstream_tls =
             tls::upstream_config(config.upstream.sslmode, config.upstream.ca_file.as_deref())?;
         let rules = session::RulesHandle::load(&config.rules)?;
+        let mask_key = mask_key(&config)?;
+        let metadata = Arc::new(session::MetadataPools::new(
+            config.upstream.clone(),
+            upstream_tls.clone(),
+        ));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -83,6 +91,9 @@ impl Server {
             next_session_id: AtomicU64::new(1),
             profiles: Arc::new(crate::sql::ProfileCache::new(PROFILE_CACHE_ENTRIES)),
             catalogs: session::Catalogs::default(),
+            metadata,
+            columns: session::ColumnCatalogs::default(),
+            mask_key,
             rules,
             refusal_token: session::refusal_token(),
         });
@@ -136,4 +147,24 @@ impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// Bytes in a masking key pgward creates.
+const MASK_KEY_BYTES: usize = 32;
+
+/// The key of the `hash` and `fake` mask strategies: `mask_key_file`, else `data_dir/mask.key`
+/// (both created when missing), else a key for this process only, so that hashed values don't
+/// stay comparable across restarts.
+fn mask_key(config: &Config) -> Result<Arc<[u8]>, Error> {
+    let path = config
+        .mask_key_file
+        .clone()
+        .or_else(|| config.data_dir.as_ref().map(|d| d.join("mask.key")));
+    Ok(match path {
+        Some(path) => crate::keyfile::load_or_create(&path, MASK_KEY_BYTES)?.into(),
+        None => {
+            tracing::warn!("No data_dir or mask_key_file: masked hashes change on every restart");
+            (0..MASK_KEY_BYTES).map(|_| rand::random::<u8>()).collect()
+        }
+    })
 }

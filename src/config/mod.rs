@@ -33,6 +33,8 @@ pub struct Config {
     pub rules: PathBuf,
     /// pgward's state directory.
     pub data_dir: Option<PathBuf>,
+    /// The key file of the `hash` and `fake` mask strategies, if set.
+    pub mask_key_file: Option<PathBuf>,
     /// Largest message accepted from either peer.
     pub max_message_bytes: usize,
     /// Deadline for a client to finish TLS, startup and authentication.
@@ -242,6 +244,7 @@ impl Config {
             identities: path(&raw.identities),
             rules: path(&raw.rules),
             data_dir: raw.data_dir.as_ref().map(path),
+            mask_key_file: raw.mask_key_file.as_ref().map(path),
             max_message_bytes,
             startup_timeout: at.duration(raw.startup_timeout.as_ref(), "startup_timeout", 60)?,
         })

@@ -18,6 +18,8 @@ pub struct RawConfig {
     pub rules: Spanned<String>,
     /// Directory for pgward's own state (audit log, approvals, keys).
     pub data_dir: Option<Spanned<String>>,
+    /// The key of the `hash` and `fake` mask strategies (default `data_dir/mask.key`).
+    pub mask_key_file: Option<Spanned<String>>,
     /// Largest protocol message accepted from either peer, in bytes.
     pub max_message_bytes: Option<Spanned<u64>>,
     /// How long a client may take from connecting to finishing authentication, e.g. `"30s"`.

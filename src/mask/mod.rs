@@ -13,6 +13,8 @@
 //! cannot be established is masked, and a value that cannot be masked in its
 //! own format (binary) becomes NULL, never the raw bytes.
 
+mod copy;
+mod guard;
 mod plan;
 mod row;
 mod row_description;
@@ -21,8 +23,10 @@ mod strategy;
 #[cfg(test)]
 mod tests;
 
-pub use plan::{ColumnMask, MaskPlan, MaskReason, plan};
-pub use row::{Applied, DATA_ROW_TAG, apply};
+pub use copy::{CopyFormat, CopyMasker, copy_formats};
+pub use guard::{Leak, LeakKind, check as check_leaks};
+pub use plan::{ColumnMask, MaskPlan, MaskReason, is_text_like, plan};
+pub use row::{Applied, DATA_ROW_TAG, apply, null_all};
 pub use row_description::{FieldDescription, RowDescriptionView};
 pub use strategy::{FORMAT_TEXT, HASH_HEX_LEN, write_value};
 

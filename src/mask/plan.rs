@@ -25,7 +25,9 @@ use super::Error;
 use super::row_description::RowDescriptionView;
 use super::strategy::FORMAT_TEXT;
 use crate::policy::{MaskRule, MaskStrategy};
-use crate::sql::{ColumnRef, ColumnSource, OutputColumn, TableName};
+use std::sync::Arc;
+
+use crate::sql::{ColumnSource, OutputColumn};
 
 /// How one output column is masked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,7 +95,9 @@ impl MaskPlan {
             }
         };
         for (i, column) in self.columns.iter_mut().enumerate() {
-            if let Some(mask) = column {
+            // Text-like columns are masked as text whatever the format (same bytes); the rest
+            // are nulled, for which the format does not matter either.
+            if let Some(mask) = column.as_mut().filter(|m| m.strategy == MaskStrategy::Null) {
                 let code = if per_column {
                     formats.get(i)
                 } else {
@@ -118,13 +122,14 @@ impl MaskPlan {
 
 /// Builds the plan for one RowDescription.
 ///
-/// `resolve` maps a table OID and attribute number to the column (the
-/// session's catalog cache); `lineage` is the statement profile's output
+/// `resolve` maps a table OID and attribute number to the column's sources
+/// (the session's catalog cache: one column for a table, what the definition
+/// reads for a view), `None` when unknown; `lineage` is the statement profile's output
 /// columns, if the statement was analyzed; `masks` are every mask rule, of
 /// which those that apply to `roles` are used.
 pub fn plan(
     fields: &RowDescriptionView<'_>,
-    resolve: impl Fn(u32, i16) -> Option<ColumnRef>,
+    resolve: impl Fn(u32, i16) -> Option<Arc<[ColumnSource]>>,
     lineage: Option<&[OutputColumn]>,
     masks: &[MaskRule],
     roles: &[String],
@@ -159,16 +164,15 @@ pub fn plan(
             } else {
                 None
             };
-            let mut found = resolved.as_ref().and_then(|c| {
-                applicable
-                    .iter()
-                    .find(|(_, m)| m.matches_column(c))
-                    .map(|(i, _)| (*i, MaskReason::Direct))
-            });
+            let mut found = resolved
+                .as_ref()
+                .and_then(|sources| first_rule(&applicable, sources.iter()))
+                .map(|i| (i, MaskReason::Direct));
             // A resolved field is exactly that column's value (the server only reports an
-            // origin for plain column references), so lineage is for the rest: consulting it
-            // here too would mask `id` in `people JOIN orders USING (…)`, whose lineage
-            // without a catalog is the whole row of both tables.
+            // origin for plain column references; a view column's origin is its definition), so
+            // lineage is for the rest: consulting it here too would mask `id` in
+            // `people JOIN orders USING (…)`, whose lineage without a catalog is the whole row
+            // of both tables.
             if resolved.is_none() {
                 if let Some(out) = aligned.and_then(|l| l.get(pos)) {
                     found = first_rule(&applicable, out.sources.iter())
@@ -179,16 +183,34 @@ pub fn plan(
                 }
             }
             found.and_then(|(i, reason)| {
-                masks.get(i).map(|m| ColumnMask {
-                    strategy: m.strategy().clone(),
-                    format: f.format,
-                    rule_index: i,
-                    reason,
+                masks.get(i).map(|m| {
+                    // Text-like values are the same bytes in both formats, so any strategy
+                    // works in either; any other type would be corrupted by text, so it is
+                    // nulled, which every driver accepts.
+                    let text_like = is_text_like(f.type_oid);
+                    ColumnMask {
+                        strategy: if text_like {
+                            m.strategy().clone()
+                        } else {
+                            MaskStrategy::Null
+                        },
+                        format: if text_like { FORMAT_TEXT } else { f.format },
+                        rule_index: i,
+                        reason,
+                    }
                 })
             })
         })
         .collect();
     MaskPlan { columns }
+}
+
+/// Types whose text and binary representations are both the value's characters, so a masked
+/// string is a valid value of the type: `text`, `varchar`, `bpchar`, `name`, and `unknown`
+/// (an untyped literal). Domains and extension types such as `citext` have other OIDs and are
+/// nulled instead: never wrong, sometimes more than needed.
+pub fn is_text_like(type_oid: u32) -> bool {
+    matches!(type_oid, 25 | 1043 | 1042 | 19 | 705)
 }
 
 /// The index of the first applicable rule (in rule order, not source order)
@@ -199,34 +221,6 @@ fn first_rule<'s>(
 ) -> Option<usize> {
     applicable
         .iter()
-        .find(|(_, m)| {
-            sources.clone().any(|source| match source {
-                ColumnSource::Column(c) => m.matches_column(c),
-                ColumnSource::WholeRow(t) => may_match_table(m, t),
-            })
-        })
+        .find(|(_, m)| sources.clone().any(|source| m.matches_source(source)))
         .map(|(i, _)| *i)
-}
-
-/// Whether some column of `table` could be masked by `rule`.
-///
-/// Without a catalog the table's columns are unknown, so for each of the
-/// rule's patterns this builds a column name that the pattern's column part
-/// matches by construction (`*` → nothing, `?` → one character) and asks the
-/// rule whether that column of `table` matches: the answer then depends only
-/// on the schema and table parts. This keeps the rule's own matcher as the
-/// single source of truth instead of re-implementing globs here.
-fn may_match_table(rule: &MaskRule, table: &TableName) -> bool {
-    rule.columns().any(|pattern| {
-        let column_part = pattern.rsplit('.').next().unwrap_or(pattern);
-        let column: String = column_part
-            .chars()
-            .filter(|&c| c != '*')
-            .map(|c| if c == '?' { 'x' } else { c })
-            .collect();
-        rule.matches_column(&ColumnRef {
-            table: table.clone(),
-            column,
-        })
-    })
 }

@@ -152,3 +152,20 @@ impl<'a> Fields<'a> {
         Ok(Some(value))
     }
 }
+
+/// Rewrites a DataRow with every field NULL: for rows of a result whose shape pgward never
+/// saw while masks apply. The field count is kept so the client's decoder stays in step.
+///
+/// # Errors
+/// [`Error::DataRow`] when the body is too short to hold a field count.
+pub fn null_all(row_body: &[u8], out: &mut BytesMut) -> Result<Applied, Error> {
+    let (count, _) = row_body.split_first_chunk::<2>().ok_or(Error::DataRow)?;
+    let fields = usize::from(u16::from_be_bytes(*count));
+    out.put_u8(DATA_ROW_TAG);
+    out.put_i32(i32::try_from(4 + 2 + 4 * fields).map_err(|_| Error::TooLarge)?);
+    out.put_slice(count);
+    for _ in 0..fields {
+        out.put_i32(-1);
+    }
+    Ok(Applied::Rewritten)
+}

@@ -150,14 +150,15 @@ const SSN_NULL: &str =
 const EMAIL: &str =
     "[[masks]]\nroles = [\"agent\"]\ncolumns = [\"*.email\"]\nstrategy = \"email\"\n";
 
-fn people_resolve(oid: u32, att: i16) -> Option<ColumnRef> {
-    match (oid, att) {
-        (100, 1) => Some(col("people", "id")),
-        (100, 2) => Some(col("people", "ssn")),
-        (100, 3) => Some(col("people", "email")),
-        (200, 1) => Some(col("orders", "id")),
-        _ => None,
-    }
+fn people_resolve(oid: u32, att: i16) -> Option<std::sync::Arc<[ColumnSource]>> {
+    let c = match (oid, att) {
+        (100, 1) => col("people", "id"),
+        (100, 2) => col("people", "ssn"),
+        (100, 3) => col("people", "email"),
+        (200, 1) => col("orders", "id"),
+        _ => return None,
+    };
+    Some(std::sync::Arc::from(vec![ColumnSource::Column(c)]))
 }
 
 #[test]
@@ -178,7 +179,8 @@ fn plan_direct_columns_first_rule_wins() {
     let email = p.columns()[2].as_ref().unwrap();
     assert_eq!(
         (email.strategy.clone(), email.format, email.rule_index),
-        (MaskStrategy::Email, 1, 1)
+        // A text value is the same bytes in binary format: masked as text.
+        (MaskStrategy::Email, 0, 1)
     );
     // With the catch-all third rule, orders.id is masked by it; ssn still by the first.
     let p = plan(&view, people_resolve, None, &masks, &agent());
@@ -528,13 +530,10 @@ fn resolved_fields_ignore_lineage() {
 }
 
 #[test]
-fn bind_result_formats_override_describe() {
+fn bind_result_formats_keep_text_masks_and_check_counts() {
     let mut p = ssn_plan(0);
-    p.set_result_formats(&[]).unwrap();
-    assert_eq!(p.columns()[1].as_ref().unwrap().format, 0);
     p.set_result_formats(&[1]).unwrap();
-    assert_eq!(p.columns()[1].as_ref().unwrap().format, 1);
-    p.set_result_formats(&[1, 0, 1]).unwrap();
+    // A text column is masked as text whatever the format: its binary form is the same bytes.
     assert_eq!(p.columns()[1].as_ref().unwrap().format, 0);
     assert_eq!(
         p.set_result_formats(&[1, 1]),
@@ -543,16 +542,27 @@ fn bind_result_formats_override_describe() {
             found: 2
         })
     );
-    // Binary after Bind: the masked column becomes NULL instead of keeping raw bytes.
-    p.set_result_formats(&[1]).unwrap();
-    let mut out = BytesMut::new();
-    let row = data_row(&[
-        Some(b"\x00\x00\x00\x01"),
-        Some(b"\x01\x02\x03\x04\x05"),
-        None,
-    ]);
-    assert_eq!(apply(&row, &p, KEY, &mut out), Ok(Applied::Rewritten));
-    assert_eq!(parse_frame(&out)[1], None);
+}
+
+#[test]
+fn masked_columns_of_other_types_become_null_in_either_format() {
+    let masks = masks(SSN_NULL.replace("\"null\"", "\"partial\"").as_str());
+    for format in [0, 1] {
+        let mut body = row_description(&[("id", 100, 1, 0), ("ssn", 100, 2, format)]);
+        // Make the ssn field an int4: a text mask would corrupt it for the driver.
+        let at = body.len() - 12;
+        body[at..at + 4].copy_from_slice(&23u32.to_be_bytes());
+        let view = RowDescriptionView::parse(&body).unwrap();
+        let p = plan(&view, people_resolve, None, &masks, &agent());
+        assert_eq!(
+            p.columns()[1].as_ref().unwrap().strategy,
+            MaskStrategy::Null
+        );
+        let mut out = BytesMut::new();
+        let row = data_row(&[Some(b"1"), Some(b"\x00\x00\x00\x07")]);
+        assert_eq!(apply(&row, &p, KEY, &mut out), Ok(Applied::Rewritten));
+        assert_eq!(parse_frame(&out)[1], None);
+    }
 }
 
 #[test]

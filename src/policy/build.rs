@@ -452,6 +452,7 @@ impl Builder {
             roles,
             columns,
             strategy,
+            allow_inference: m.allow_inference.unwrap_or(false),
         });
     }
 

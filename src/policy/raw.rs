@@ -67,6 +67,8 @@ pub(super) struct RawMask {
     pub keep_first: Option<Spanned<i64>>,
     pub keep_last: Option<Spanned<i64>>,
     pub text: Option<Spanned<String>>,
+    /// Statements may filter, join, group or sort on the masked columns.
+    pub allow_inference: Option<bool>,
 }
 
 /// One file of `tests/`.

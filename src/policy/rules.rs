@@ -117,6 +117,9 @@ pub struct MaskRule {
     pub(super) roles: Vec<String>,
     pub(super) columns: Vec<ColumnGlob>,
     pub(super) strategy: MaskStrategy,
+    /// Predicates, joins, groupings and sorts on the masked columns are allowed (they can
+    /// reveal a value one comparison at a time; refused by default).
+    pub(super) allow_inference: bool,
 }
 
 /// How a masked value is shown.
@@ -519,6 +522,38 @@ impl MaskRule {
     /// How values are masked.
     pub fn strategy(&self) -> &MaskStrategy {
         &self.strategy
+    }
+
+    /// Whether statements may filter, join, group or sort on the masked columns.
+    pub fn allows_inference(&self) -> bool {
+        self.allow_inference
+    }
+
+    /// Whether some column of `table` could be one it masks (without knowing the table's
+    /// columns): for each pattern, a column name its column part matches by construction
+    /// (`*` → nothing, `?` → one character) is tried, so the answer depends only on the
+    /// pattern's schema and table parts and the rule's own matcher stays the only one.
+    pub fn may_match_table(&self, table: &crate::sql::TableName) -> bool {
+        self.columns().any(|pattern| {
+            let column_part = pattern.rsplit('.').next().unwrap_or(pattern);
+            let column: String = column_part
+                .chars()
+                .filter(|&c| c != '*')
+                .map(|c| if c == '?' { 'x' } else { c })
+                .collect();
+            self.matches_column(&ColumnRef {
+                table: table.clone(),
+                column,
+            })
+        })
+    }
+
+    /// Whether a value from `source` may be one it masks.
+    pub fn matches_source(&self, source: &crate::sql::ColumnSource) -> bool {
+        match source {
+            crate::sql::ColumnSource::Column(c) => self.matches_column(c),
+            crate::sql::ColumnSource::WholeRow(t) => self.may_match_table(t),
+        }
     }
 }
 

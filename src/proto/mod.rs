@@ -72,6 +72,22 @@ pub mod tag {
     pub const ROW_DESCRIPTION: u8 = b'T';
     /// Backend: DataRow.
     pub const DATA_ROW: u8 = b'D';
+    /// ParseComplete.
+    pub const PARSE_COMPLETE: u8 = b'1';
+    /// BindComplete.
+    pub const BIND_COMPLETE: u8 = b'2';
+    /// CloseComplete.
+    pub const CLOSE_COMPLETE: u8 = b'3';
+    /// NoData (a Describe of something that returns no rows).
+    pub const NO_DATA: u8 = b'n';
+    /// CommandComplete.
+    pub const COMMAND_COMPLETE: u8 = b'C';
+    /// EmptyQueryResponse.
+    pub const EMPTY_QUERY_RESPONSE: u8 = b'I';
+    /// PortalSuspended (an Execute's row limit was reached).
+    pub const PORTAL_SUSPENDED: u8 = b's';
+    /// CopyOutResponse.
+    pub const COPY_OUT_RESPONSE: u8 = b'H';
 }
 
 /// Errors in bytes received from a peer.

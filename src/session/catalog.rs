@@ -8,10 +8,9 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rustls::ClientConfig;
 use tracing::{debug, warn};
 
-use crate::config::Upstream;
+use super::metadata::{self, MetadataPools};
 use crate::sql::{FunctionCatalog, FunctionInfo, Volatility};
 
 const QUERY: &str = "SELECT n.nspname::text, p.proname::text, p.provolatile::text, \
@@ -28,18 +27,13 @@ pub struct Catalogs {
 
 impl Catalogs {
     /// The catalog of `database`, loading it on first use.
-    pub async fn get(
-        &self,
-        cfg: &Upstream,
-        tls: Option<&Arc<ClientConfig>>,
-        database: &str,
-    ) -> Arc<FunctionCatalog> {
+    pub async fn get(&self, pools: &MetadataPools, database: &str) -> Arc<FunctionCatalog> {
         if let Some(c) = self.lock().get(database) {
             return Arc::clone(c);
         }
         // Loaded outside the lock: two sessions racing on a cold database both load it, which
         // costs one extra query and nothing else.
-        let catalog = match load(cfg, tls, database).await {
+        let catalog = match load(pools, database).await {
             Ok(c) => {
                 debug!(database, "Function catalog loaded");
                 Arc::new(c)
@@ -61,41 +55,8 @@ impl Catalogs {
     }
 }
 
-async fn load(
-    cfg: &Upstream,
-    tls: Option<&Arc<ClientConfig>>,
-    database: &str,
-) -> Result<FunctionCatalog, tokio_postgres::Error> {
-    let mut pg = tokio_postgres::Config::new();
-    pg.host(&cfg.host)
-        .port(cfg.port)
-        .user(&cfg.user)
-        .dbname(database)
-        .application_name("pgward-catalog")
-        .connect_timeout(cfg.connect_timeout);
-    if let Some(p) = &cfg.password {
-        pg.password(p.expose());
-    }
-    let client = match tls {
-        Some(tls) => {
-            pg.ssl_mode(match cfg.sslmode {
-                crate::config::SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                _ => tokio_postgres::config::SslMode::Require,
-            });
-            let (client, conn) = pg
-                .connect(tokio_postgres_rustls::MakeRustlsConnect::new(
-                    (**tls).clone(),
-                ))
-                .await?;
-            tokio::spawn(conn);
-            client
-        }
-        None => {
-            let (client, conn) = pg.connect(tokio_postgres::NoTls).await?;
-            tokio::spawn(conn);
-            client
-        }
-    };
+async fn load(pools: &MetadataPools, database: &str) -> Result<FunctionCatalog, metadata::Error> {
+    let client = pools.get(database).await?;
     let rows = client.query(QUERY, &[]).await?;
     let mut functions = Vec::with_capacity(rows.len());
     for row in rows {

@@ -24,9 +24,11 @@ use bytes::{BufMut, BytesMut};
 use tracing::info;
 
 use super::StatementTracker;
+use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
+use crate::mask::{self, CopyFormat};
 use crate::policy::Request;
-use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, tag};
+use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, cstr, tag};
 use crate::sql::{Analysis, Flag, StatementClass, StatementProfile, lexer_unsafe_parameter};
 
 /// Refusals on their way from the client side to the server side of one session, in order.
@@ -40,6 +42,9 @@ pub struct Refusals {
     /// on every statement of the session is `unknown`.
     lexer_unsafe: AtomicBool,
 }
+
+/// The formats of the `COPY … TO STDOUT` statements of a text, by statement.
+type CopyFormats = Arc<[Option<CopyFormat>]>;
 
 /// What the client is told about a refusal.
 #[derive(Debug)]
@@ -67,6 +72,8 @@ pub struct ClientStage {
     refusals: Arc<Refusals>,
     /// Messages sent that end with a ReadyForQuery (Query, Sync, FunctionCall).
     segments_sent: u64,
+    /// What each message will be answered with, for the server side's masking.
+    results: ResultTracker,
 }
 
 /// The server-to-client half: rewrite pgward's refusals into its own errors.
@@ -78,6 +85,10 @@ pub struct ServerStage {
     segments_done: u64,
     /// The last relayed frame was a FATAL ErrorResponse.
     pub(super) saw_fatal: bool,
+    /// Plans results and masks their rows.
+    results: ResultMasker,
+    /// Why the session must end rather than pass a result on.
+    failure: Option<Unmaskable>,
 }
 
 /// What a stage wants done with a frame.
@@ -85,8 +96,12 @@ pub struct ServerStage {
 pub enum Verdict {
     /// Forward it as received.
     Pass,
-    /// Forward the bytes the stage wrote into the scratch buffer instead.
+    /// Forward the bytes the stage wrote into the scratch buffer instead (nothing, to drop it).
     Replace,
+    /// Look up catalog entries ([`ServerStage::fetch`]), then offer the same frame again.
+    Lookup,
+    /// End the session: the frame can't be passed on safely ([`ServerStage::take_failure`]).
+    Abort,
 }
 
 // === impl Refusals ===
@@ -139,6 +154,7 @@ impl ClientStage {
         database: &str,
         token: Arc<str>,
         refusals: Arc<Refusals>,
+        results: ResultTracker,
     ) -> Self {
         ClientStage {
             tracker,
@@ -147,6 +163,7 @@ impl ClientStage {
             token,
             refusals,
             segments_sent: 0,
+            results,
         }
     }
 
@@ -172,9 +189,16 @@ impl ClientStage {
                         None
                     }
                 });
+                let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
+                let (copy, refused) = match refused {
+                    Some(r) => (None, Some(r)),
+                    None => self.judge_copy(text, &analysis),
+                };
                 if refused.is_none() {
                     self.watch_lexer_changes(&analysis);
                 }
+                let resolved = self.resolve_executes(&analysis);
+                self.results.query(resolved, copy);
                 match refused {
                     Some(r) => {
                         write_failing_query(out, &self.token);
@@ -191,9 +215,17 @@ impl ClientStage {
                 } else {
                     self.judge(&analysis.combined)
                 };
+                let mut r = MessageReader::new(frame.body(), "Parse");
+                let text = r.cstr().and_then(|_| r.cstr()).unwrap_or_default();
+                let (copy, refused) = match refused {
+                    Some(r) => (None, Some(r)),
+                    None => self.judge_copy(text, &analysis),
+                };
                 if refused.is_none() {
                     self.watch_lexer_changes(&analysis);
                 }
+                let copy = copy.and_then(|c| c.first().cloned().flatten());
+                self.results.parse(frame, &analysis.combined, copy);
                 match refused {
                     Some(r) => {
                         write_failing_parse(out, &self.token);
@@ -212,7 +244,9 @@ impl ClientStage {
                 } else {
                     self.tracker.prepared_profile(statement)
                 };
-                match self.judge(&profile) {
+                let refused = self.judge(&profile);
+                self.results.bind(frame, profile);
+                match refused {
                     Some(r) => {
                         write_failing_parse(out, &self.token);
                         self.refuse(r);
@@ -222,6 +256,7 @@ impl ClientStage {
                 }
             }
             tag::FUNCTION_CALL => {
+                self.results.function_call();
                 let profile = StatementProfile::unparsed("fast-path function call");
                 match self.judge(&profile) {
                     Some(r) => {
@@ -234,6 +269,22 @@ impl ClientStage {
             }
             tag::CLOSE => {
                 self.tracker.observe_close(frame);
+                self.results.close(frame);
+                Verdict::Pass
+            }
+            tag::DESCRIBE => {
+                self.results.describe(frame, &self.tracker);
+                Verdict::Pass
+            }
+            tag::EXECUTE => {
+                if self.results.execute(frame, out) {
+                    Verdict::Replace
+                } else {
+                    Verdict::Pass
+                }
+            }
+            tag::SYNC => {
+                self.results.sync();
                 Verdict::Pass
             }
             _ => Verdict::Pass,
@@ -267,7 +318,18 @@ impl ClientStage {
             profile,
         });
         if decision.is_allowed() {
-            return None;
+            if !current.masked {
+                return None;
+            }
+            self.results.set_masking();
+            let leak = mask::check_leaks(profile, current.rules.masks(), &current.roles)?;
+            let rule = mask_rule_name(current.rules.masks(), leak.rule_index);
+            info!(identity = %self.rules.identity(), rule = %rule, "Statement refused: it would reveal a masked value");
+            return Some(Denial {
+                message: format!("{} (mask rule {rule})", leak.message()),
+                hint: leak.hint().to_owned(),
+                rule,
+            });
         }
         info!(
             identity = %self.rules.identity(),
@@ -280,6 +342,75 @@ impl ClientStage {
             message: decision.message(),
             hint: decision.hint().unwrap_or_default(),
         })
+    }
+
+    /// The formats of the `COPY … TO STDOUT` statements of `text`, while masks apply; a COPY
+    /// whose rows pgward could not mask (binary, ENCODING, unparseable options) that reads a table
+    /// with masked columns is refused.
+    fn judge_copy(
+        &mut self,
+        text: &[u8],
+        analysis: &Analysis,
+    ) -> (Option<CopyFormats>, Option<Denial>) {
+        let current = self.rules.current();
+        if !current.masked {
+            return (None, None);
+        }
+        let masks = current.rules.masks();
+        let masked_rule = |profile: &StatementProfile| {
+            masks.iter().position(|m| {
+                m.applies_to(&current.roles)
+                    && profile.tables_read.iter().any(|t| m.may_match_table(t))
+            })
+        };
+        let deny = |rule: usize| Denial {
+            rule: mask_rule_name(masks, rule),
+            message: format!(
+                "COPY refused: its rows can't be masked in this format and it reads columns masked by rule {}",
+                mask_rule_name(masks, rule)
+            ),
+            hint: "Use COPY … TO STDOUT in text or CSV format, without ENCODING.".to_owned(),
+        };
+        match copy_formats_of(text) {
+            Ok(None) => (None, None),
+            Ok(Some(formats)) => {
+                let unmaskable = formats
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.as_ref().is_some_and(|f| !f.maskable()))
+                    .find_map(|(i, _)| match analysis.statements.get(i) {
+                        Some(s) => masked_rule(&s.profile),
+                        None => masked_rule(&analysis.combined),
+                    });
+                match unmaskable {
+                    Some(rule) => (None, Some(deny(rule))),
+                    None => (Some(formats), None),
+                }
+            }
+            // Mentions COPY but can't be parsed to know how: refused if it reads masked data.
+            Err(()) => match masked_rule(&analysis.combined) {
+                Some(rule) => (None, Some(deny(rule))),
+                None => (None, None),
+            },
+        }
+    }
+
+    /// The analysis with each `EXECUTE name` replaced by what `name` was prepared as.
+    fn resolve_executes(&self, analysis: &Arc<Analysis>) -> Arc<Analysis> {
+        if !analysis
+            .statements
+            .iter()
+            .any(|s| s.profile.executes.is_some())
+        {
+            return Arc::clone(analysis);
+        }
+        let mut resolved = (**analysis).clone();
+        for s in &mut resolved.statements {
+            if let std::borrow::Cow::Owned(p) = self.tracker.resolve(&s.profile) {
+                s.profile = Arc::new(p);
+            }
+        }
+        Arc::new(resolved)
     }
 
     fn refuse(&mut self, denial: Denial) {
@@ -299,17 +430,52 @@ impl ClientStage {
 
 impl ServerStage {
     /// The stage for one session.
-    pub fn new(token: Arc<str>, refusals: Arc<Refusals>) -> Self {
+    pub fn new(token: Arc<str>, refusals: Arc<Refusals>, results: ResultMasker) -> Self {
         ServerStage {
             token,
             refusals,
             segments_done: 0,
             saw_fatal: false,
+            results,
+            failure: None,
         }
     }
 
-    /// Looks at one server frame; rewrites the error caused by a refusal's replacement.
+    /// Looks up what a [`Verdict::Lookup`] needs.
+    pub async fn fetch(&mut self) {
+        self.results.fetch().await;
+    }
+
+    /// Why the stage returned [`Verdict::Abort`].
+    pub fn take_failure(&mut self) -> Option<Unmaskable> {
+        self.failure.take()
+    }
+
+    /// Looks at one server frame: masks result rows, and rewrites the error caused by a
+    /// refusal's replacement.
+    #[inline]
     pub fn on_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
+        let result = match frame.tag() {
+            tag::DATA_ROW => {
+                self.saw_fatal = false;
+                self.results.on_data_row(frame, out)
+            }
+            tag::COPY_DATA => {
+                self.saw_fatal = false;
+                self.results.on_copy_data(frame, out)
+            }
+            _ => match self.results.on_frame(frame) {
+                Ok(Verdict::Pass) => Ok(self.on_other_frame(frame, out)),
+                other => other,
+            },
+        };
+        result.unwrap_or_else(|e| {
+            self.failure = Some(e);
+            Verdict::Abort
+        })
+    }
+
+    fn on_other_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
         match frame.tag() {
             tag::PARAMETER_STATUS => {
                 let mut r = MessageReader::new(frame.body(), "ParameterStatus");
@@ -364,9 +530,10 @@ impl ServerStage {
         }
     }
 
-    /// Whether a frame of this type may be streamed through unseen when it is very large.
-    pub fn may_stream(frame_tag: u8) -> bool {
-        matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW)
+    /// Whether a frame of this type may be streamed through unseen when it is very large: only
+    /// while nothing in the session is masked (a masked row must be seen whole).
+    pub fn may_stream(&self, frame_tag: u8) -> bool {
+        matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW) && !self.results.masking()
     }
 }
 
@@ -400,4 +567,15 @@ pub fn refusal_token() -> Arc<str> {
     let bytes: [u8; 8] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("pgward_refused_{hex}").into()
+}
+
+/// How a mask rule is named in refusals: its file and line.
+fn mask_rule_name(masks: &[crate::policy::MaskRule], index: usize) -> String {
+    masks.get(index).map_or_else(
+        || "mask".to_owned(),
+        |m| {
+            let (file, line) = m.location();
+            format!("{file}:{line}")
+        },
+    )
 }

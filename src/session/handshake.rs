@@ -10,6 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::results::{Pipeline, ResultMasker, ResultTracker};
 use super::{
     BackendKey, ClientStage, LiveRules, Refusal, Refusals, ServerStage, Shared, StatementTracker,
 };
@@ -388,14 +389,8 @@ impl Established {
             database,
         } = self;
         let started = std::time::Instant::now();
-        let catalog = shared
-            .catalogs
-            .get(
-                &shared.config.upstream,
-                shared.upstream_tls.as_ref(),
-                &database,
-            )
-            .await;
+        let catalog = shared.catalogs.get(&shared.metadata, &database).await;
+        let columns = shared.columns.get(&database, &shared.metadata, &catalog);
         let tracker = StatementTracker::new(Arc::clone(&shared.profiles), catalog);
         let rules = LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles);
         let refusals = Arc::new(Refusals::default());
@@ -405,14 +400,22 @@ impl Established {
         {
             refusals.mark_lexer_unsafe();
         }
+        let pipeline = Arc::new(Pipeline::default());
+        let masker = ResultMasker::new(
+            Arc::clone(&pipeline),
+            LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles),
+            columns,
+            Arc::clone(&shared.mask_key),
+        );
         let client_stage = ClientStage::new(
             tracker,
             rules,
             &database,
             Arc::clone(&shared.refusal_token),
             Arc::clone(&refusals),
+            ResultTracker::new(pipeline),
         );
-        let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals);
+        let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
         let end = super::relay::run(
             client,
             upstream.stream,

@@ -9,17 +9,23 @@
 mod analyze;
 mod cancel;
 mod catalog;
+mod columns;
 mod enforce;
 mod handshake;
+mod metadata;
 pub mod relay;
+mod results;
 mod rules;
 mod settings;
 
 pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
 pub use catalog::Catalogs;
+pub use columns::ColumnCatalogs;
 pub use enforce::{ClientStage, Refusals, ServerStage, refusal_token};
 pub use handshake::serve_client;
+pub use metadata::MetadataPools;
+pub use results::{Pipeline, ResultMasker, ResultTracker};
 pub use rules::{LiveRules, RulesHandle};
 
 use std::sync::Arc;
@@ -54,6 +60,12 @@ pub struct Shared {
     pub profiles: Arc<crate::sql::ProfileCache>,
     /// Function catalogs by server database.
     pub catalogs: Catalogs,
+    /// pgward's own connections for catalog lookups.
+    pub metadata: Arc<MetadataPools>,
+    /// Where result columns come from, by server database.
+    pub columns: ColumnCatalogs,
+    /// The key of the `hash` and `fake` mask strategies.
+    pub mask_key: Arc<[u8]>,
     /// The duty rules, reloaded on change.
     pub rules: Arc<RulesHandle>,
     /// The text pgward sends in place of a refused statement (see `enforce`).

@@ -13,7 +13,7 @@
 use std::io;
 
 use bytes::{Buf, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
 use super::Refusal;
 use super::enforce::{ClientStage, ServerStage, Verdict};
@@ -25,6 +25,8 @@ use crate::proto::{self, Frames, tag};
 const READ_RESERVE: usize = 16 * 1024;
 /// Initial capacity of each direction's buffer.
 const INITIAL_CAPACITY: usize = 64 * 1024;
+/// Capacity of the write buffer in front of each sink.
+const SINK_BUFFER: usize = 8 * 1024;
 /// Frames longer than this are streamed instead of buffered whole, when their type allows.
 const STREAM_THRESHOLD: usize = 256 * 1024;
 
@@ -52,12 +54,17 @@ pub enum End {
     WriteFailed(io::Error),
     /// The source sent a malformed or oversized frame.
     Malformed(proto::Error),
+    /// A result could not be masked: the session ends rather than pass it on.
+    Unmaskable(String),
 }
 
 /// One direction of a session.
 pub struct Pump {
     source: ReadHalf,
-    sink: WriteHalf,
+    /// Buffered so that a masked result, written a rewritten row at a time between runs of
+    /// untouched rows, still leaves in few syscalls; writes larger than the buffer go straight
+    /// through, so the untouched path copies nothing.
+    sink: BufWriter<WriteHalf>,
     buf: BytesMut,
     limit: usize,
     /// Bytes of a streamed frame still to forward.
@@ -77,8 +84,8 @@ pub enum Stage {
     Plain,
     /// Client to server: analyze, decide, replace refused messages.
     Client(Box<ClientStage>),
-    /// Server to client: rewrite refusals into pgward's errors.
-    Server(ServerStage),
+    /// Server to client: mask results, rewrite refusals into pgward's errors.
+    Server(Box<ServerStage>),
 }
 
 /// What the walk found to do next.
@@ -87,6 +94,8 @@ enum Step {
     Continue,
     /// Write the forwardable bytes, then the scratch buffer, then skip `skip` received bytes.
     Replace { skip: usize },
+    /// Write the forwardable bytes, look up catalog entries, then walk again from the same frame.
+    Lookup,
     /// Write the forwardable bytes and stop.
     End(End),
 }
@@ -102,6 +111,7 @@ impl std::fmt::Display for End {
             End::ReadFailed(e) => write!(f, "read failed: {e}"),
             End::WriteFailed(e) => write!(f, "write failed: {e}"),
             End::Malformed(e) => write!(f, "{e}"),
+            End::Unmaskable(e) => write!(f, "{e}"),
         }
     }
 }
@@ -121,7 +131,7 @@ impl Pump {
         buf.extend_from_slice(&initial);
         Pump {
             source,
-            sink,
+            sink: BufWriter::with_capacity(SINK_BUFFER, sink),
             buf,
             limit,
             streaming: 0,
@@ -175,6 +185,16 @@ impl Pump {
                     self.writing = false;
                     self.scratch.clear();
                     self.buf.advance(skip);
+                    continue;
+                }
+                Step::Lookup => {
+                    // What was forwarded so far reaches the client while the lookup runs.
+                    if let Err(e) = self.sink.flush().await {
+                        return End::WriteFailed(e);
+                    }
+                    if let Stage::Server(stage) = &mut self.stage {
+                        stage.fetch().await;
+                    }
                     continue;
                 }
                 Step::Continue => {}
@@ -235,13 +255,29 @@ impl Pump {
                 Stage::Client(stage) => stage.on_frame(&frame, &mut self.scratch),
                 Stage::Server(stage) => stage.on_frame(&frame, &mut self.scratch),
             };
-            if verdict == Verdict::Replace {
-                return Ok((
-                    start,
-                    Step::Replace {
-                        skip: frame.bytes().len(),
-                    },
-                ));
+            match verdict {
+                Verdict::Pass => {}
+                Verdict::Replace => {
+                    return Ok((
+                        start,
+                        Step::Replace {
+                            skip: frame.bytes().len(),
+                        },
+                    ));
+                }
+                Verdict::Lookup => return Ok((start, Step::Lookup)),
+                Verdict::Abort => {
+                    let why = match &mut self.stage {
+                        Stage::Server(stage) => stage.take_failure().map(|e| e.to_string()),
+                        _ => None,
+                    };
+                    return Ok((
+                        start,
+                        Step::End(End::Unmaskable(
+                            why.unwrap_or_else(|| "result could not be masked".to_owned()),
+                        )),
+                    ));
+                }
             }
             start = frames.consumed();
         }
@@ -262,7 +298,7 @@ impl Pump {
         match &self.stage {
             Stage::Plain => matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW),
             Stage::Client(_) => ClientStage::may_stream(frame_tag),
-            Stage::Server(_) => ServerStage::may_stream(frame_tag),
+            Stage::Server(stage) => stage.may_stream(frame_tag),
         }
     }
 
@@ -302,7 +338,7 @@ pub async fn run(
         client_w,
         server_leftover,
         limit,
-        Stage::Server(server_stage),
+        Stage::Server(Box::new(server_stage)),
     );
     let (direction, end) = tokio::select! {
         end = c2s.run() => (Direction::ClientToServer, end),
@@ -321,6 +357,10 @@ pub async fn run(
             SqlState::CONNECTION_FAILURE,
             format!("upstream protocol error: {e}"),
         )),
+        (Direction::ServerToClient, End::Unmaskable(e)) => Some(
+            Refusal::new(SqlState::PROTOCOL_VIOLATION, e.clone())
+                .hint("The session was closed so that no unmasked value reached the client."),
+        ),
         _ => None,
     };
     // A write to the client cut off mid-frame leaves nothing we could safely append to.

@@ -39,6 +39,19 @@ pub struct Current {
     pub rules: Arc<RuleSet>,
     /// The identity's effective roles.
     pub roles: Vec<String>,
+    /// Some mask rule applies to those roles.
+    pub masked: bool,
+}
+
+impl Current {
+    fn new(rules: Arc<RuleSet>, roles: Vec<String>) -> Self {
+        let masked = rules.masks().iter().any(|m| m.applies_to(&roles));
+        Current {
+            rules,
+            roles,
+            masked,
+        }
+    }
 }
 
 // === impl RulesHandle ===
@@ -151,7 +164,7 @@ impl LiveRules {
             handle,
             identity: identity.to_owned(),
             identity_roles: identity_roles.to_vec(),
-            cached: Current { rules, roles },
+            cached: Current::new(rules, roles),
         }
     }
 
@@ -166,7 +179,7 @@ impl LiveRules {
         if !Arc::ptr_eq(&self.cached.rules, &latest) {
             let rules = arc_swap::Guard::into_inner(latest);
             let roles = rules.roles_for(&self.identity, &self.identity_roles, &[]);
-            self.cached = Current { rules, roles };
+            self.cached = Current::new(rules, roles);
         }
     }
 

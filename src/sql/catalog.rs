@@ -595,6 +595,10 @@ const ADMIN_SETTINGS: &[&str] = &[
 /// Prefixes of admin settings (server logging, debugging, audit extensions).
 const ADMIN_SETTING_PREFIXES: &[&str] = &["debug_", "log_", "pgaudit.", "trace_"];
 
+/// Conditional expressions written like calls but built by PostgreSQL's parser, never looked up
+/// in `pg_proc` (so a schema-qualified `public.coalesce` is a real, unknown function).
+const SQL_CONSTRUCTS: &[&str] = &["coalesce", "greatest", "least", "nullif"];
+
 // === impl FunctionCatalog ===
 
 impl FunctionCatalog {
@@ -666,6 +670,10 @@ impl FunctionCatalog {
     ) -> CallClass {
         if is_admin_function(name) {
             return CallClass::of(StatementClass::Admin);
+        }
+        // Expressions with function syntax that are not in pg_proc: the parser builds them.
+        if schema.is_none() && SQL_CONSTRUCTS.contains(&name) {
+            return CallClass::of(StatementClass::Read);
         }
         let path = resolution_path(schema, search_path);
         if self.loaded {

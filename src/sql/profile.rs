@@ -183,6 +183,8 @@ pub struct StatementProfile {
     /// Columns read by WHERE, JOIN ON/USING, GROUP BY, HAVING, ORDER BY,
     /// DISTINCT ON and window clauses.
     pub predicate_columns: BTreeSet<ColumnSource>,
+    /// Columns whose values the statement may copy into a table.
+    pub written_sources: BTreeSet<ColumnSource>,
     /// Facts about the statement.
     pub flags: BTreeSet<Flag>,
     /// For `PREPARE name AS …`: the inner statement to remember.
@@ -354,6 +356,7 @@ impl StatementProfile {
             functions: BTreeSet::new(),
             columns: Vec::new(),
             predicate_columns: BTreeSet::new(),
+            written_sources: BTreeSet::new(),
             flags: BTreeSet::new(),
             prepares: None,
             executes: None,

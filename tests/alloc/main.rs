@@ -11,7 +11,8 @@ use std::sync::Arc;
 
 use pgward::session::relay::{End, Pump, Stage};
 use pgward::session::{
-    ClientStage, LiveRules, Refusals, RulesHandle, StatementTracker, refusal_token,
+    ClientStage, LiveRules, Pipeline, Refusals, ResultTracker, RulesHandle, StatementTracker,
+    refusal_token,
 };
 use pgward::sql::{FunctionCatalog, ProfileCache};
 
@@ -112,6 +113,8 @@ fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
         "db",
         refusal_token(),
         Arc::new(Refusals::default()),
+        // Nothing answers here, so the queue holds every message: room for all of them up front.
+        ResultTracker::new(Arc::new(Pipeline::with_capacity(4096))),
     );
     allocations_pumping(queries(n), Stage::Client(Box::new(stage)))
 }

@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod demo;
+mod mask;
 mod psql;
 mod relay;
 mod rules;
