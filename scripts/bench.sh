@@ -5,6 +5,7 @@
 #
 #   scripts/bench.sh                 # defaults: 3 rounds of 10 s per cell, 8 clients
 #   ROUNDS=5 SECONDS_PER_RUN=20 CLIENTS=8 SCALE=10 scripts/bench.sh
+#   ONLY=mask MASK_ROWS=1000000 scripts/bench.sh   # only the masking section
 #
 # Needs: initdb/pg_ctl/pgbench (postgresql), pgbouncer, cargo. Installs nothing itself except
 # when run with INSTALL=1 (apt-get).
@@ -16,6 +17,7 @@ CLIENTS=${CLIENTS:-8}
 JOBS=${JOBS:-2}
 SCALE=${SCALE:-10}
 LAT_SECS=${LAT_SECONDS:-5}
+MASK_ROWS=${MASK_ROWS:-1000000}
 here=$(cd "$(dirname "$0")/.." && pwd)
 
 if [ "${INSTALL:-0}" = 1 ]; then
@@ -59,6 +61,14 @@ CONF
 "${as_pg[@]}" "$bindir/pg_ctl" -D "$work/data" -l "$work/pg.log" -w start >/dev/null
 export PGPASSWORD=$PW
 pgbench -q -i -s "$SCALE" -h 127.0.0.1 -p "$PGPORT_" -U bench postgres >/dev/null 2>&1
+# A table with three columns the example rules mask for agents (ssn partial, email, phone redact).
+psql -X -q -h 127.0.0.1 -p "$PGPORT_" -U bench postgres <<SQL
+CREATE TABLE people (id int, name text, ssn text, email text, phone text, city text);
+INSERT INTO people SELECT i, 'person ' || i, lpad((i % 1000)::text, 3, '0') || '-45-' || lpad((i % 10000)::text, 4, '0'),
+  'user' || i || '@example.com', '+1 555 ' || lpad((i % 10000)::text, 4, '0'), 'city ' || (i % 100)
+  FROM generate_series(1, $MASK_ROWS) i;
+VACUUM ANALYZE people;
+SQL
 
 # PgBouncer, session mode, SCRAM to the client and the server.
 cat > "$work/userlist.txt" <<U
@@ -112,6 +122,7 @@ declare -A TPS
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
+if [ "${ONLY:-}" != mask ]; then
 echo "pgbench -S: $CLIENTS clients, $JOBS threads, ${SECS}s per run, $ROUNDS rounds, interleaved"
 for r in $(seq "$ROUNDS"); do
   for mode in "${modes[@]}"; do
@@ -154,3 +165,38 @@ printf '%-22s %12.1f %12.1f %12.1f %14.3f %16.3f\n' "SELECT 1 latency (us)" "$d"
   "$(echo "$w / $d" | bc -l)" "$(echo "$w / $b" | bc -l)"
 printf 'pgward added latency at the median: %.1f us (PgBouncer: %.1f us)\n' \
   "$(echo "$w - $d" | bc -l)" "$(echo "$b - $d" | bc -l)"
+fi
+
+# Masking: the whole people table streamed to one client, by SELECT * (pgbench discards the
+# rows without formatting them) and by COPY TO STDOUT (psql writes them to /dev/null).
+# Through pgward every row has 3 masked columns.
+echo 'SELECT * FROM people;' > "$work/select_all.sql"
+bytes=$(psql -X -A -t -h 127.0.0.1 -p "$PGPORT_" -U bench postgres -c "SELECT pg_total_relation_size('people')")
+declare -A SEL CPY
+mask_targets=(direct pgbouncer pgward)
+echo "masking: $MASK_ROWS rows, $ROUNDS rounds, interleaved"
+for r in $(seq "$ROUNDS"); do
+  for t in "${mask_targets[@]}"; do
+    v=$(pgbench -n -f "$work/select_all.sql" -c 1 -j 1 -t 3 -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres 2>&1 | tps_of)
+    rows=$(echo "$v * $MASK_ROWS" | bc -l)
+    SEL[$t]="${SEL[$t]:-} $rows"
+    start=$(date +%s.%N)
+    psql -X -q -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres -c 'COPY people TO STDOUT' >/dev/null
+    end=$(date +%s.%N)
+    rows=$(echo "$MASK_ROWS / ($end - $start)" | bc -l)
+    CPY[$t]="${CPY[$t]:-} $rows"
+    printf '  round %s %-10s SELECT * %10.0f rows/s   COPY %10.0f rows/s\n' "$r" "$t" "${SEL[$t]##* }" "$rows"
+  done
+done
+# One sample of what the agent sees, to show the columns really are masked.
+echo "sample row through pgward: $(psql -X -A -t -h 127.0.0.1 -p "$WARD_PORT" -U bench postgres -c 'SELECT * FROM people WHERE id = 42')"
+echo
+printf '%-26s %12s %12s %12s %14s\n' "median rows/s ($((bytes / 1048576)) MiB)" direct pgbouncer pgward "pgward/direct"
+for kind in SEL CPY; do
+  declare -n m=$kind
+  d=$(echo ${m[direct]} | tr ' ' '\n' | median)
+  b=$(echo ${m[pgbouncer]} | tr ' ' '\n' | median)
+  w=$(echo ${m[pgward]} | tr ' ' '\n' | median)
+  label=$([ $kind = SEL ] && echo "SELECT * (3 masked)" || echo "COPY TO STDOUT (3 masked)")
+  printf '%-26s %12.0f %12.0f %12.0f %14.3f\n' "$label" "$d" "$b" "$w" "$(echo "$w / $d" | bc -l)"
+done

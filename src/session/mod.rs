@@ -21,7 +21,7 @@ mod settings;
 pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
 pub use catalog::Catalogs;
-pub use columns::ColumnCatalogs;
+pub use columns::{ColumnCatalog, ColumnCatalogs};
 pub use enforce::{ClientStage, Refusals, ServerStage, refusal_token};
 pub use handshake::serve_client;
 pub use metadata::MetadataPools;

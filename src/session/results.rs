@@ -110,8 +110,16 @@ struct Described {
     /// The RowDescription body, or `None` for NoData.
     row_description: Option<Bytes>,
     profile: Arc<StatementProfile>,
-    /// The plan under `rules`; made again when the rules change.
-    planned: Mutex<(Arc<RuleSet>, Option<Arc<MaskPlan>>)>,
+    /// The plan under `rules` and catalog `generation`; made again when either changes.
+    planned: Mutex<Planning>,
+}
+
+/// A prepared statement's plan and what it was made under.
+#[derive(Debug)]
+struct Planning {
+    rules: Arc<RuleSet>,
+    generation: u64,
+    plan: Option<Arc<MaskPlan>>,
 }
 
 /// What the rows now arriving are masked with.
@@ -144,6 +152,8 @@ pub struct ResultMasker {
     missing: Vec<u32>,
     /// Tables whose columns must be looked up before a COPY can be planned.
     missing_tables: Vec<TableName>,
+    /// Bumped when DDL passes: prepared statements' plans are made again.
+    generation: u64,
 }
 
 /// Why a result can't be passed on.
@@ -404,6 +414,7 @@ impl ResultMasker {
             query_statement: 0,
             missing: Vec::new(),
             missing_tables: Vec::new(),
+            generation: 0,
         }
     }
 
@@ -534,9 +545,10 @@ impl ResultMasker {
                 }
                 drop(q);
                 if ddl {
+                    // Column origins may have changed; descriptions stay (the driver still uses
+                    // its prepared statements) and are planned again on their next Bind.
                     self.catalog.invalidate();
-                    self.statements.clear();
-                    self.portals.clear();
+                    self.generation += 1;
                 }
             }
             _ => return Ok(Verdict::Pass),
@@ -559,16 +571,24 @@ impl ResultMasker {
             Some(Expect::Bind { portal, statement }) => (Arc::clone(portal), Arc::clone(statement)),
             _ => return Ok(Verdict::Pass),
         };
-        let plan = match self.statements.get(&statement).cloned() {
-            Some(described) => match self.plan_described(&described)? {
-                Some(plan) => Some(plan),
-                None if !self.missing.is_empty() => return Ok(Verdict::Lookup),
-                None => None,
-            },
-            // Never described: the client half describes the portal before it is executed.
-            None => None,
-        };
-        self.portals.insert(portal, plan);
+        match self.statements.get(&statement).cloned() {
+            Some(described) => {
+                let plan = match self.plan_described(&described)? {
+                    Some(plan) => Some(plan),
+                    None if !self.missing.is_empty() => return Ok(Verdict::Lookup),
+                    None => None,
+                };
+                self.portals.insert(portal, plan);
+            }
+            // Never described: while masking, the client half describes the portal before it
+            // is executed; until then it has no plan, so its rows would be nulled, not passed.
+            None if self.masking() => {
+                self.portals.remove(&portal);
+            }
+            None => {
+                self.portals.insert(portal, None);
+            }
+        }
         self.pop_front();
         Ok(Verdict::Pass)
     }
@@ -580,8 +600,8 @@ impl ResultMasker {
         let current = Arc::clone(&self.rules.current().rules);
         {
             let planned = d.planned.lock().unwrap_or_else(PoisonError::into_inner);
-            if Arc::ptr_eq(&planned.0, &current) {
-                return Ok(planned.1.clone());
+            if Arc::ptr_eq(&planned.rules, &current) && planned.generation == self.generation {
+                return Ok(planned.plan.clone());
             }
         }
         let Some(body) = &d.row_description else {
@@ -590,7 +610,11 @@ impl ResultMasker {
         match self.plan(body, &d.profile)? {
             Planned::Lookup => Ok(None),
             Planned::Plan(plan) => {
-                *d.planned.lock().unwrap_or_else(PoisonError::into_inner) = (current, plan.clone());
+                *d.planned.lock().unwrap_or_else(PoisonError::into_inner) = Planning {
+                    rules: current,
+                    generation: self.generation,
+                    plan: plan.clone(),
+                };
                 Ok(plan)
             }
         }
@@ -630,7 +654,11 @@ impl ResultMasker {
                     Arc::new(Described {
                         row_description: body.map(Bytes::copy_from_slice),
                         profile,
-                        planned: Mutex::new((rules, planned)),
+                        planned: Mutex::new(Planning {
+                            rules,
+                            generation: self.generation,
+                            plan: planned,
+                        }),
                     }),
                 );
                 self.pop_front();
@@ -658,13 +686,21 @@ impl ResultMasker {
                 self.active = planned.map_or(Active::Pass, Active::Rows);
                 Ok(Verdict::Pass)
             }
-            Front::Other => Ok(Verdict::Pass),
+            // A row shape nobody asked for: the queue is out of step with the server, so
+            // whatever rows follow are nulled while masks apply.
+            Front::Other => {
+                if body.is_some() && self.masking() {
+                    self.active = Active::Blind;
+                }
+                Ok(Verdict::Pass)
+            }
         }
     }
 
     /// The plan for a RowDescription `body` of a statement profiled as `profile`, `None` when
     /// nothing in it is masked, or [`Planned::Lookup`] when table OIDs must be looked up first.
     fn plan(&mut self, body: &[u8], profile: &StatementProfile) -> Result<Planned, Unmaskable> {
+        self.missing.clear();
         self.rules.refresh();
         let current = self.rules.current();
         if !current.masked {
@@ -672,7 +708,6 @@ impl ResultMasker {
         }
         self.pipeline.masking.store(true, Ordering::Release);
         let view = RowDescriptionView::parse(body)?;
-        self.missing.clear();
         for f in view.fields() {
             if f.table_oid != 0
                 && self.catalog.origin(f.table_oid, f.attnum) == Origin::Missing

@@ -207,6 +207,37 @@ async fn extended_protocol_binary_prepared_once_executed_many_times() {
 }
 
 #[tokio::test]
+async fn prepared_statements_stay_masked_across_ddl_and_rule_reloads() {
+    let h = start().await;
+    let agent = h.client_as(AGENT, AGENT_PW).await.unwrap();
+    let stmt = agent
+        .prepare("SELECT name, ssn FROM people WHERE id = 1")
+        .await
+        .unwrap();
+    let row = agent.query_one(&stmt, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(1), "***6789");
+    // DDL through pgward drops cached column origins; the statement is planned again.
+    agent
+        .batch_execute("CREATE TABLE scratch (x int)")
+        .await
+        .unwrap();
+    let row = agent.query_one(&stmt, &[]).await.unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1)),
+        ("Ada".to_owned(), "***6789".to_owned())
+    );
+    // A rule change reaches the prepared statement at its next execution.
+    let stricter = RULES.replace(
+        "strategy = \"partial\"\nkeep_last = 4",
+        "strategy = \"redact\"",
+    );
+    std::fs::write(h.dir.path().join("rules/main.toml"), stricter).unwrap();
+    assert!(h.rules().reload());
+    let row = agent.query_one(&stmt, &[]).await.unwrap();
+    assert_eq!(row.get::<_, String>(1), "***");
+}
+
+#[tokio::test]
 async fn computed_columns_views_ctes_and_unions_are_masked() {
     let h = start().await;
     let agent = h.client_as(AGENT, AGENT_PW).await.unwrap();
