@@ -14,7 +14,6 @@
 //! own format (binary) becomes NULL, never the raw bytes.
 
 mod copy;
-mod guard;
 mod plan;
 mod row;
 mod row_description;
@@ -24,7 +23,6 @@ mod strategy;
 mod tests;
 
 pub use copy::{CopyFormat, CopyMasker, copy_formats};
-pub use guard::{Leak, LeakKind, check as check_leaks};
 pub use plan::{ColumnMask, MaskPlan, MaskReason, is_text_like, plan};
 pub use row::{Applied, DATA_ROW_TAG, apply, null_all};
 pub use row_description::{FieldDescription, RowDescriptionView};

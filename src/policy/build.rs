@@ -445,9 +445,17 @@ impl Builder {
             return;
         }
         let Some(strategy) = strategy else { return };
+        let line = at.line_of(raw);
         self.masks.push(MaskRule {
+            // Named by file name, not path, so the id is the same wherever the directory lives.
+            id: RuleId::new(&format!(
+                "mask:{}:{line}",
+                std::path::Path::new(at.file)
+                    .file_name()
+                    .map_or(at.file.into(), |n| n.to_string_lossy())
+            )),
             file: at.file.to_owned(),
-            line: at.line_of(raw),
+            line,
             description: m.description.as_ref().map(|d| d.get_ref().clone()),
             roles,
             columns,

@@ -17,6 +17,7 @@ use serde::ser::SerializeStruct;
 use serde::{Serialize, Serializer};
 
 use super::glob::NameFilter;
+use super::leak::{self, Leak};
 use super::rules::{Action, DEFAULT_DENY, RuleId, RuleSet};
 use crate::sql::{Analysis, StatementClass, StatementProfile};
 
@@ -46,6 +47,9 @@ pub struct Decision<'a> {
     /// The requester's roles.
     pub roles: &'a [String],
     reason: Option<&'a str>,
+    /// Set when a rule allowed the statement but it would reveal a masked value: the decision
+    /// is then a deny by that mask rule.
+    pub leak: Option<Leak<'a>>,
 }
 
 // === impl RuleSet (evaluation) ===
@@ -79,13 +83,14 @@ impl RuleSet {
                 }
             }
         }
-        match best.and_then(|i| self.rule_at(i)) {
+        let decision = match best.and_then(|i| self.rule_at(i)) {
             Some(rule) => Decision {
                 action: rule.action(),
                 rule: rule.id(),
                 class,
                 roles: req.roles,
                 reason: rule.reason(),
+                leak: None,
             },
             None => Decision {
                 action: &DEFAULT_ACTION,
@@ -93,7 +98,22 @@ impl RuleSet {
                 class,
                 roles: req.roles,
                 reason: None,
+                leak: None,
             },
+        };
+        if matches!(decision.action, Action::Deny) {
+            return decision;
+        }
+        // Allowed or to be approved, but neither can unmask what it would reveal.
+        match leak::check(req.profile, self.masks(), req.roles) {
+            Some(leak) => Decision {
+                action: &DEFAULT_ACTION,
+                rule: leak.rule.id(),
+                reason: leak.rule.description(),
+                leak: Some(leak),
+                ..decision
+            },
+            None => decision,
         }
     }
 
@@ -161,6 +181,9 @@ impl Decision<'_> {
 
     /// The one-line message for the client's ErrorResponse (or the log, when allowed).
     pub fn message(&self) -> String {
+        if let Some(leak) = &self.leak {
+            return leak.message();
+        }
         match self.action {
             Action::Allow => format!("allowed by pgward rule \"{}\"", self.rule),
             Action::Deny => format!("permission denied by pgward rule \"{}\"", self.rule),
@@ -173,6 +196,10 @@ impl Decision<'_> {
         let mut h = String::new();
         if let Some(reason) = self.reason {
             let _ = write!(h, "{reason}; ");
+        }
+        if let Some(leak) = &self.leak {
+            h.push_str(leak.hint());
+            return Some(h);
         }
         match self.action {
             Action::Allow => return None,

@@ -128,6 +128,7 @@ mod build;
 mod eval;
 pub mod explain;
 mod glob;
+mod leak;
 mod raw;
 mod rules;
 pub mod testing;
@@ -140,6 +141,7 @@ use toml::Spanned;
 
 use crate::sql::StatementClass;
 pub use eval::{Decision, Request};
+pub use leak::{Leak, LeakKind};
 pub use rules::{
     Action, ApprovalMode, ApprovalSpec, ClassSet, DEFAULT_DENY, MaskRule, MaskStrategy, Role, Rule,
     RuleId, RuleSet,

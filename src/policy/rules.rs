@@ -111,6 +111,8 @@ pub struct Rule {
 /// One compiled `[[masks]]` entry, enforced by the masking module.
 #[derive(Debug, Clone)]
 pub struct MaskRule {
+    /// `mask:FILE:LINE`, how decisions name it.
+    pub(super) id: RuleId,
     pub(super) file: String,
     pub(super) line: usize,
     pub(super) description: Option<String>,
@@ -522,6 +524,11 @@ impl MaskRule {
     /// How values are masked.
     pub fn strategy(&self) -> &MaskStrategy {
         &self.strategy
+    }
+
+    /// How refusals name it: `mask:FILE:LINE`.
+    pub fn id(&self) -> &RuleId {
+        &self.id
     }
 
     /// Whether statements may filter, join, group or sort on the masked columns.

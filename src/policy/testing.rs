@@ -168,7 +168,8 @@ pub fn run_cases(set: &RuleSet, files: &[(String, String)]) -> Result<Vec<CaseRe
                 ));
             }
             let rule = c.rule.get_ref();
-            if rule != DEFAULT_DENY && set.rule(rule).is_none() {
+            let is_mask = set.masks().iter().any(|m| m.id().as_str() == rule);
+            if rule != DEFAULT_DENY && set.rule(rule).is_none() && !is_mask {
                 errors.push(at.err(&c.rule, "case.rule", format!("no rule has the id `{rule}`")));
             }
             if errors.len() > before {

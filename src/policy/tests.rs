@@ -1001,3 +1001,69 @@ fn test_dir_without_cases_is_an_error() {
     let e = testing::run(&fixture("shadowed")).unwrap_err();
     assert!(matches!(e, Error::NoTestCases { .. }), "{e}");
 }
+
+// === masks in decisions ===
+
+const READS_AND_MASKS: &str = r#"
+[[rules]]
+id = "reads"
+roles = ["agent", "dba"]
+classes = ["read", "write", "ddl"]
+action = "allow"
+
+[[masks]]
+roles = ["agent"]
+columns = ["people.ssn"]
+strategy = "null"
+
+[[masks]]
+roles = ["agent"]
+columns = ["people.city"]
+strategy = "redact"
+allow_inference = true
+"#;
+
+#[test]
+fn predicates_on_masked_columns_are_denied_by_the_mask_rule() {
+    let set = ok(READS_AND_MASKS);
+    for sql in [
+        "SELECT name FROM people WHERE ssn LIKE '1%'",
+        "SELECT name FROM people ORDER BY ssn",
+        "SELECT count(*) FROM people GROUP BY ssn",
+        "SELECT a.name FROM people a JOIN people b ON a.ssn = b.ssn",
+    ] {
+        assert_eq!(
+            decide(&set, &["agent"], sql),
+            ("deny", "mask:r.toml:14".to_owned()),
+            "{sql}"
+        );
+    }
+    // The rule's own message and hint.
+    let p = profile("SELECT name FROM people WHERE ssn = '1'");
+    let r = roles(&["agent"]);
+    let d = set.decide(&Request {
+        roles: &r,
+        database: "demo",
+        profile: &p,
+    });
+    assert!(d.message().contains("public.people.ssn"), "{}", d.message());
+    assert!(d.hint().unwrap().contains("allow_inference"));
+    // Without that mask, or on an unmasked column, or with allow_inference: allowed.
+    assert_eq!(
+        decide(&set, &["dba"], "SELECT name FROM people WHERE ssn = '1'").0,
+        "allow"
+    );
+    assert_eq!(
+        decide(&set, &["agent"], "SELECT ssn FROM people WHERE id = 1").0,
+        "allow"
+    );
+    assert_eq!(
+        decide(
+            &set,
+            &["agent"],
+            "SELECT name FROM people WHERE city = 'Paris'"
+        )
+        .0,
+        "allow"
+    );
+}

@@ -26,7 +26,7 @@ use tracing::info;
 use super::StatementTracker;
 use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
-use crate::mask::{self, CopyFormat};
+use crate::mask::CopyFormat;
 use crate::policy::Request;
 use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, cstr, tag};
 use crate::sql::{Analysis, Flag, StatementClass, StatementProfile, lexer_unsafe_parameter};
@@ -317,19 +317,11 @@ impl ClientStage {
             database: &self.database,
             profile,
         });
-        if decision.is_allowed() {
-            if !current.masked {
-                return None;
-            }
+        if current.masked {
             self.results.set_masking();
-            let leak = mask::check_leaks(profile, current.rules.masks(), &current.roles)?;
-            let rule = mask_rule_name(current.rules.masks(), leak.rule_index);
-            info!(identity = %self.rules.identity(), rule = %rule, "Statement refused: it would reveal a masked value");
-            return Some(Denial {
-                message: format!("{} (mask rule {rule})", leak.message()),
-                hint: leak.hint().to_owned(),
-                rule,
-            });
+        }
+        if decision.is_allowed() {
+            return None;
         }
         info!(
             identity = %self.rules.identity(),
@@ -363,13 +355,15 @@ impl ClientStage {
                     && profile.tables_read.iter().any(|t| m.may_match_table(t))
             })
         };
-        let deny = |rule: usize| Denial {
-            rule: mask_rule_name(masks, rule),
-            message: format!(
-                "COPY refused: its rows can't be masked in this format and it reads columns masked by rule {}",
-                mask_rule_name(masks, rule)
-            ),
-            hint: "Use COPY … TO STDOUT in text or CSV format, without ENCODING.".to_owned(),
+        let deny = |rule: usize| {
+            let id = masks.get(rule).map_or("mask", |m| m.id().as_str());
+            Denial {
+                rule: id.to_owned(),
+                message: format!(
+                    "permission denied by pgward mask rule \"{id}\": this COPY's rows can't be masked in its format"
+                ),
+                hint: "use COPY … TO STDOUT in text or CSV format, without ENCODING".to_owned(),
+            }
         };
         match copy_formats_of(text) {
             Ok(None) => (None, None),
@@ -567,15 +561,4 @@ pub fn refusal_token() -> Arc<str> {
     let bytes: [u8; 8] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     format!("pgward_refused_{hex}").into()
-}
-
-/// How a mask rule is named in refusals: its file and line.
-fn mask_rule_name(masks: &[crate::policy::MaskRule], index: usize) -> String {
-    masks.get(index).map_or_else(
-        || "mask".to_owned(),
-        |m| {
-            let (file, line) = m.location();
-            format!("{file}:{line}")
-        },
-    )
 }
