@@ -75,6 +75,10 @@ pub struct Pump {
     stage: Stage,
     /// Where a stage writes a replacement frame; reused.
     scratch: BytesMut,
+    /// The outgoing bytes of a walk that replaced a frame: the frames passed around it are
+    /// copied here too, so a result with a masked column in every row still leaves in one write
+    /// per read instead of one per row. Empty (and unused) when nothing is replaced.
+    out: BytesMut,
 }
 
 /// The per-direction stage of a pump.
@@ -88,15 +92,23 @@ pub enum Stage {
     Server(Box<ServerStage>),
 }
 
+/// What a walk of the buffer found.
+struct Walked {
+    /// Received bytes dealt with: to write as they are, or already copied into `out`.
+    consumed: usize,
+    /// The bytes to send are in `out` (a frame was replaced), not the first `consumed` of `buf`.
+    rewritten: bool,
+    /// What to do after writing.
+    step: Step,
+}
+
 /// What the walk found to do next.
 enum Step {
-    /// Write the forwardable bytes and read more.
+    /// Read more.
     Continue,
-    /// Write the forwardable bytes, then the scratch buffer, then skip `skip` received bytes.
-    Replace { skip: usize },
-    /// Write the forwardable bytes, look up catalog entries, then walk again from the same frame.
+    /// Look up catalog entries, then walk again from the frame that asked.
     Lookup,
-    /// Write the forwardable bytes and stop.
+    /// Stop.
     End(End),
 }
 
@@ -138,6 +150,7 @@ impl Pump {
             writing: false,
             stage,
             scratch: BytesMut::new(),
+            out: BytesMut::new(),
         }
     }
 
@@ -163,29 +176,28 @@ impl Pump {
     /// Pumps until the source closes, a session-ending frame passes, or an error.
     pub async fn run(&mut self) -> End {
         loop {
-            let (forward, step) = match self.walk() {
+            let Walked {
+                consumed: forward,
+                rewritten,
+                step,
+            } = match self.walk() {
                 Ok(walked) => walked,
                 Err(e) => return End::Malformed(e),
             };
-            if forward > 0 {
-                if let Err(e) = self.write_buffered(forward).await {
-                    return End::WriteFailed(e);
-                }
+            let written = if rewritten {
+                self.write_out(forward).await
+            } else if forward > 0 {
+                self.write_buffered(forward).await
+            } else {
+                Ok(())
+            };
+            if let Err(e) = written {
+                return End::WriteFailed(e);
             }
             match step {
                 Step::End(end) => {
                     let _ = self.sink.flush().await;
                     return end;
-                }
-                Step::Replace { skip } => {
-                    self.writing = true;
-                    if let Err(e) = self.sink.write_all(&self.scratch).await {
-                        return End::WriteFailed(e);
-                    }
-                    self.writing = false;
-                    self.scratch.clear();
-                    self.buf.advance(skip);
-                    continue;
                 }
                 Step::Lookup => {
                     // What was forwarded so far reaches the client while the lookup runs.
@@ -228,6 +240,17 @@ impl Pump {
         }
     }
 
+    /// Writes `out` (the walk's rewritten bytes) and drops the `consumed` received bytes it
+    /// stands for.
+    async fn write_out(&mut self, consumed: usize) -> io::Result<()> {
+        self.writing = true;
+        self.sink.write_all(&self.out).await?;
+        self.writing = false;
+        self.out.clear();
+        self.buf.advance(consumed);
+        Ok(())
+    }
+
     async fn write_buffered(&mut self, n: usize) -> io::Result<()> {
         self.writing = true;
         self.sink.write_all(&self.buf[..n]).await?;
@@ -236,21 +259,30 @@ impl Pump {
         Ok(())
     }
 
-    /// Decides how many buffered bytes can be forwarded as they are, and what comes after them.
-    fn walk(&mut self) -> Result<(usize, Step), proto::Error> {
+    /// Decides how many buffered bytes can be forwarded, whether as they are or rewritten, and
+    /// what comes after them.
+    fn walk(&mut self) -> Result<Walked, proto::Error> {
         if self.streaming > 0 {
             let n = self.streaming.min(self.buf.len());
             self.streaming -= n;
-            return Ok((n, Step::Continue));
+            return Ok(Walked {
+                consumed: n,
+                rewritten: false,
+                step: Step::Continue,
+            });
         }
         let mut frames = Frames::new(&self.buf, self.limit);
-        let mut start = 0;
+        // `copied`: received bytes already in `out`; `start`: where the current frame begins.
+        let (mut copied, mut start) = (0, 0);
+        let mut step = Step::Continue;
         while let Some(frame) = frames.next() {
             let frame = frame?;
             let verdict = match &mut self.stage {
                 Stage::Plain => Verdict::Pass,
                 Stage::Client(_) if frame.tag() == tag::TERMINATE => {
-                    return Ok((frames.consumed(), Step::End(End::Terminated)));
+                    start = frames.consumed();
+                    step = Step::End(End::Terminated);
+                    break;
                 }
                 Stage::Client(stage) => stage.on_frame(&frame, &mut self.scratch),
                 Stage::Server(stage) => stage.on_frame(&frame, &mut self.scratch),
@@ -258,38 +290,49 @@ impl Pump {
             match verdict {
                 Verdict::Pass => {}
                 Verdict::Replace => {
-                    return Ok((
-                        start,
-                        Step::Replace {
-                            skip: frame.bytes().len(),
-                        },
-                    ));
+                    self.out.extend_from_slice(&self.buf[copied..start]);
+                    self.out.extend_from_slice(&self.scratch);
+                    self.scratch.clear();
+                    copied = frames.consumed();
                 }
-                Verdict::Lookup => return Ok((start, Step::Lookup)),
+                Verdict::Lookup => {
+                    step = Step::Lookup;
+                    break;
+                }
                 Verdict::Abort => {
                     let why = match &mut self.stage {
                         Stage::Server(stage) => stage.take_failure().map(|e| e.to_string()),
                         _ => None,
                     };
-                    return Ok((
-                        start,
-                        Step::End(End::Unmaskable(
-                            why.unwrap_or_else(|| "result could not be masked".to_owned()),
-                        )),
+                    step = Step::End(End::Unmaskable(
+                        why.unwrap_or_else(|| "result could not be masked".to_owned()),
                     ));
+                    break;
                 }
             }
             start = frames.consumed();
         }
-        let mut forward = frames.consumed();
-        if let Some(header) = frames.pending_header() {
-            let have = self.buf.len() - forward;
-            if header.frame_len() > STREAM_THRESHOLD && self.streamable(header.tag) {
-                self.streaming = header.frame_len() - have;
-                forward = self.buf.len();
+        // Everything before `start` is dealt with; a frame that stopped the walk is not.
+        let mut forward = start;
+        if matches!(step, Step::Continue) {
+            forward = frames.consumed();
+            if let Some(header) = frames.pending_header() {
+                let have = self.buf.len() - forward;
+                if header.frame_len() > STREAM_THRESHOLD && self.streamable(header.tag) {
+                    self.streaming = header.frame_len() - have;
+                    forward = self.buf.len();
+                }
             }
         }
-        Ok((forward, Step::Continue))
+        let rewritten = copied > 0 || !self.out.is_empty();
+        if rewritten {
+            self.out.extend_from_slice(&self.buf[copied..forward]);
+        }
+        Ok(Walked {
+            consumed: forward,
+            rewritten,
+            step,
+        })
     }
 
     /// Whether a frame of this type may pass without being buffered whole: only types pgward never

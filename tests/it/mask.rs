@@ -396,3 +396,40 @@ async fn copy_to_stdout_is_masked_or_refused() {
     };
     assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e}");
 }
+
+#[tokio::test]
+async fn psql_sees_masked_rows_and_copies() {
+    let h = std::sync::Arc::new(start().await);
+    let h2 = std::sync::Arc::clone(&h);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .arg(h2.conninfo(AGENT, AGENT_PW))
+            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1"])
+            .args([
+                "-c",
+                "SELECT name, ssn, email, phone FROM people ORDER BY id",
+            ])
+            .args([
+                "-c",
+                "\\copy (SELECT name, ssn FROM people ORDER BY id) TO STDOUT WITH CSV",
+            ])
+            .args(["-c", "SELECT * FROM people_view ORDER BY id"])
+            .env_remove("PGSERVICE")
+            .output()
+            .expect("psql runs")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "psql failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("Ada|***6789|***@example.com|***"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("Ada,\"***6789\""), "{stdout}");
+    assert_no_secret("psql", &stdout);
+}
