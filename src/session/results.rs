@@ -810,8 +810,11 @@ impl ResultMasker {
                 out.push(c.clone());
                 continue;
             }
+            // Only `*` / `t.*` stands for a table's own columns; other wildcards (a function
+            // in FROM, misaligned set operations) can't be expanded from the catalog.
             let mut sources = c.sources.iter();
-            let (Some(ColumnSource::WholeRow(table)), None) = (sources.next(), sources.next())
+            let (Some(ColumnSource::WholeRow(table)), None, "*") =
+                (sources.next(), sources.next(), c.name.as_str())
             else {
                 return Expanded::Unknown;
             };

@@ -22,7 +22,7 @@ use sqlparser::ast::{
 };
 
 use super::AnalyzeContext;
-use super::catalog::{ConfigName, setting_class};
+use super::catalog::{CallClass, ConfigName, setting_class};
 use super::lineage::{fold, object_parts};
 use super::profile::{Flag, StatementClass};
 
@@ -69,25 +69,49 @@ impl<'c, 'a> Sweep<'c, 'a> {
 
     /// Records and classifies a call of `name`.
     fn call(&mut self, name: &ObjectName, config: ConfigName<'_>) {
-        let parts = object_parts(name);
-        let Some(fname) = parts.last() else { return };
-        let schema = parts.len().checked_sub(2).and_then(|i| parts.get(i));
-        // `ROW(a, b)` and `ARRAY(subquery)` are constructors, not calls
-        // (both words are reserved: a function of that name must be quoted).
-        let unquoted = matches!(name.0.last(), Some(sqlparser::ast::ObjectNamePart::Identifier(id)) if id.quote_style.is_none());
-        if schema.is_none() && unquoted && (fname == "row" || fname == "array") {
+        let Some(c) = classify_call(self.ctx, name, config) else {
             return;
-        }
-        self.functions.insert(parts.join("."));
-        let c = self.ctx.catalog.classify_call(
-            schema.map(String::as_str),
-            fname,
-            self.ctx.search_path,
-            config,
-        );
+        };
+        self.functions.insert(object_parts(name).join("."));
         self.raise(c.class);
         self.flags.extend(c.flags);
     }
+}
+
+/// The class of a call of `name` in `ctx`; `None` for the `ROW(…)` and
+/// `ARRAY(…)` constructors, which are not calls (both words are reserved:
+/// a function of that name must be quoted).
+pub(crate) fn classify_call(
+    ctx: &AnalyzeContext<'_>,
+    name: &ObjectName,
+    config: ConfigName<'_>,
+) -> Option<CallClass> {
+    let parts = object_parts(name);
+    let fname = parts.last()?;
+    let schema = parts.len().checked_sub(2).and_then(|i| parts.get(i));
+    let unquoted = matches!(name.0.last(), Some(sqlparser::ast::ObjectNamePart::Identifier(id)) if id.quote_style.is_none());
+    if schema.is_none() && unquoted && (fname == "row" || fname == "array") {
+        return None;
+    }
+    Some(
+        ctx.catalog
+            .classify_call(schema.map(String::as_str), fname, ctx.search_path, config),
+    )
+}
+
+/// Whether a call of `name` may store its arguments where a later statement
+/// can read them back: anything classed `write` or stricter (tables, large
+/// objects, notifications, locks, user code), and `set_config`, whose value
+/// `current_setting` returns.
+pub(crate) fn call_stores_arguments(
+    ctx: &AnalyzeContext<'_>,
+    name: &ObjectName,
+    config: ConfigName<'_>,
+) -> bool {
+    let Some(c) = classify_call(ctx, name, config) else {
+        return false;
+    };
+    c.class >= StatementClass::Write || object_parts(name).last().is_some_and(|n| n == "set_config")
 }
 
 impl Visitor for Sweep<'_, '_> {
@@ -135,13 +159,7 @@ impl Visitor for Sweep<'_, '_> {
 
     fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
         match e {
-            Expr::Function(f) => {
-                let config = match &f.args {
-                    FunctionArguments::List(list) => first_string_arg(&list.args),
-                    _ => ConfigName::Opaque,
-                };
-                self.call(&f.name, config);
-            }
+            Expr::Function(f) => self.call(&f.name, config_arg(&f.args)),
             Expr::BinaryOp { op, .. } => {
                 let user_defined = match op {
                     BinaryOperator::PGCustomBinaryOperator(parts) => {
@@ -188,9 +206,17 @@ impl Visitor for Sweep<'_, '_> {
 }
 
 /// `set_config`'s first argument, if it is a string literal (possibly cast).
-fn first_string_arg(args: &[FunctionArg]) -> ConfigName<'_> {
+pub(crate) fn first_string_arg(args: &[FunctionArg]) -> ConfigName<'_> {
     match args.first() {
         Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(e))) => literal_in(e),
+        _ => ConfigName::Opaque,
+    }
+}
+
+/// `set_config`'s first argument among a call's arguments.
+pub(crate) fn config_arg(args: &FunctionArguments) -> ConfigName<'_> {
+    match args {
+        FunctionArguments::List(list) => first_string_arg(&list.args),
         _ => ConfigName::Opaque,
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! Owns the text form only; the JSON form is the profile's serde
 //! serialization (stable field names: `class`, `tables_read`,
-//! `tables_written`, `functions`, `columns`, `predicate_columns`, `flags`,
+//! `tables_written`, `functions`, `columns`, `predicate_columns`,
+//! `written_sources`, `flags`,
 //! `prepares`, `executes`, `error`). Never includes SQL text or values.
 
 use std::fmt::Write as _;
@@ -75,6 +76,11 @@ fn render_into(out: &mut String, p: &StatementProfile, indent: &str) {
         out,
         "{indent}predicates:     {}",
         list(p.predicate_columns.iter().map(ToString::to_string))
+    );
+    let _ = writeln!(
+        out,
+        "{indent}copies:         {}",
+        list(p.written_sources.iter().map(ToString::to_string))
     );
     let _ = writeln!(
         out,

@@ -6,22 +6,31 @@
 //! frames, and the rules for relations whose columns are not known without
 //! a catalog (base tables, `*` expansions).
 //!
+//! Also owns which parts of an expression steer its value without being it
+//! (CASE conditions, FILTER, window and aggregate ordering: predicate
+//! columns) and which calls may store their arguments (written sources).
+//!
 //! # Security
 //! Lineage feeds the masker, so it over-approximates: a bare column that
 //! more than one relation could hold maps to every candidate, a reference
 //! pgward cannot pin to a column maps to the whole row, and a column that a
 //! base table in the inner scope may or may not have also resolves outward.
+//! Only a `*` over tables is narrowed to a column by name; the columns of a
+//! function or of misaligned set operations never are, and a column whose
+//! name pgward cannot figure ([`UNNAMED`]) may be the one any name means.
 //! It must never drop a source to look precise.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, ObjectName, ObjectNamePart,
-    Query, TableAlias, Visit, Visitor,
+    Expr, Function, FunctionArg, FunctionArgExpr, FunctionArgumentClause, FunctionArguments,
+    HavingBound, Ident, ObjectName, ObjectNamePart, Query, TableAlias, Visit, Visitor,
+    WindowFrameBound, WindowType,
 };
 
 use super::AnalyzeContext;
+use super::class::{call_stores_arguments, config_arg};
 use super::profile::{ColumnRef, ColumnSource, OutputColumn, StatementProfile, TableName};
 
 /// A relation visible in a FROM scope.
@@ -44,6 +53,11 @@ pub(crate) enum RelKind {
     /// A subquery, CTE, VALUES list or function: its output columns.
     Derived(Vec<OutputColumn>),
 }
+
+/// The name of an output column whose real name pgward does not know (and
+/// PostgreSQL's own for an expression it cannot name): a reference by any
+/// name that matches no other column may mean it.
+pub(crate) const UNNAMED: &str = "?column?";
 
 /// The outcome of looking a column name up in one relation.
 enum Lookup {
@@ -123,9 +137,14 @@ impl Rel {
                     );
                 }
                 let mut maybe = BTreeSet::new();
-                let mut any_wild = false;
-                for c in cols.iter().filter(|c| c.wildcard) {
-                    any_wild = true;
+                let mut unsure = false;
+                for c in cols.iter().filter(|c| c.name == UNNAMED) {
+                    unsure = true;
+                    maybe.extend(c.sources.iter().cloned());
+                }
+                // A `*` over tables: the column of that name, if they have it.
+                for c in cols.iter().filter(|c| c.wildcard && c.name == "*") {
+                    unsure = true;
                     for s in &c.sources {
                         maybe.insert(match s {
                             ColumnSource::WholeRow(t) => ColumnSource::Column(ColumnRef {
@@ -136,7 +155,7 @@ impl Rel {
                         });
                     }
                 }
-                if any_wild {
+                if unsure {
                     Lookup::Maybe(maybe)
                 } else {
                     Lookup::No
@@ -206,6 +225,19 @@ impl<'c, 'a> Walker<'c, 'a> {
         }
     }
 
+    /// How many relations the innermost scope holds, for [`Walker::rels_since`].
+    pub fn scope_len(&self) -> usize {
+        self.scopes.last().map_or(0, Vec::len)
+    }
+
+    /// The relations added to the innermost scope since it held `before`.
+    pub fn rels_since(&self, before: usize) -> &[Rel] {
+        self.scopes
+            .last()
+            .map(|s| &s[before.min(s.len())..])
+            .unwrap_or_default()
+    }
+
     /// The relation named `qualifier` (`alias`, `table`, `schema.table`), innermost first.
     fn find_rel(&self, qualifier: &[String]) -> Option<&Rel> {
         for scope in self.scopes.iter().rev() {
@@ -266,11 +298,15 @@ impl<'c, 'a> Walker<'c, 'a> {
                 };
             }
         }
-        // `col.field` of a composite column.
-        parts
-            .first()
-            .map(|p| self.resolve_bare(p))
-            .unwrap_or_default()
+        // No relation of that name: PostgreSQL would reject it unless it is
+        // a name pgward does not model (`old.x`/`new.x` of a RETURNING list
+        // elsewhere, a composite's field): anything in scope, and the column
+        // the first part may name.
+        let mut out = self.everything_in_scope();
+        if let Some(p) = parts.first() {
+            out.extend(self.resolve_bare(p));
+        }
+        out
     }
 
     /// The whole-row sources of the relation named by `name` (`t.*`).
@@ -284,22 +320,27 @@ impl<'c, 'a> Walker<'c, 'a> {
                     .first()
                     .map(|p| self.resolve_bare(p))
                     .unwrap_or_default();
-                vec![OutputColumn {
-                    name: "*".to_owned(),
-                    wildcard: true,
-                    sources,
-                }]
+                vec![unsure_columns(sources)]
             }
         }
     }
 
     /// The sources of every column reference in `node` (any AST node);
     /// subqueries inside it are walked with the current scopes.
+    ///
+    /// Parts of `node` that steer a value without being it (CASE
+    /// conditions, FILTER, window and aggregate ordering) are also recorded
+    /// as predicate columns, and the arguments of calls that may store them
+    /// as written sources.
     pub fn sources<V: Visit>(&mut self, node: &V) -> BTreeSet<ColumnSource> {
         let mut collector = Collector {
             walker: self,
             depth: 0,
             out: BTreeSet::new(),
+            steers: HashSet::new(),
+            stored: HashSet::new(),
+            steering: 0,
+            storing: 0,
         };
         let _ = node.visit(&mut collector);
         collector.out
@@ -310,6 +351,23 @@ impl<'c, 'a> Walker<'c, 'a> {
         let s = self.sources(node);
         self.profile.predicate_columns.extend(s);
     }
+
+    /// Like [`Walker::sources`], recording the result as written sources.
+    pub fn copied<V: Visit>(&mut self, node: &V) -> BTreeSet<ColumnSource> {
+        let s = self.sources(node);
+        self.profile.written_sources.extend(s.iter().cloned());
+        s
+    }
+
+    /// Every source of every relation in scope: what a reference that
+    /// cannot be pinned down may read.
+    fn everything_in_scope(&self) -> BTreeSet<ColumnSource> {
+        self.scopes
+            .iter()
+            .flatten()
+            .flat_map(Rel::whole_row)
+            .collect()
+    }
 }
 
 /// Collects column sources of an expression tree, walking nested queries
@@ -318,6 +376,90 @@ struct Collector<'w, 'c, 'a> {
     walker: &'w mut Walker<'c, 'a>,
     depth: usize,
     out: BTreeSet<ColumnSource>,
+    /// Expressions (by address in the tree being visited) whose sources
+    /// steer the value (a CASE condition): also predicate columns.
+    steers: HashSet<*const Expr>,
+    /// Expressions whose sources a call may store: also written sources.
+    stored: HashSet<*const Expr>,
+    /// How many entered expressions of each kind enclose the current node.
+    steering: usize,
+    storing: usize,
+}
+
+impl Collector<'_, '_, '_> {
+    fn add(&mut self, s: BTreeSet<ColumnSource>) {
+        if self.steering > 0 {
+            self.walker
+                .profile
+                .predicate_columns
+                .extend(s.iter().cloned());
+        }
+        if self.storing > 0 {
+            self.walker
+                .profile
+                .written_sources
+                .extend(s.iter().cloned());
+        }
+        self.out.extend(s);
+    }
+
+    /// Adds every source of `cols`.
+    fn add_columns(&mut self, cols: Vec<OutputColumn>) {
+        self.add(cols.into_iter().flat_map(|c| c.sources).collect());
+    }
+
+    fn steers(&mut self, e: &Expr) {
+        self.steers.insert(e);
+    }
+
+    /// Marks the parts of a call that steer its value, and the whole call
+    /// when it may store its arguments.
+    fn mark_call(&mut self, e: &Expr, f: &Function) {
+        if let Some(filter) = &f.filter {
+            self.steers(filter);
+        }
+        for o in &f.within_group {
+            self.steers(&o.expr);
+        }
+        if let FunctionArguments::List(list) = &f.args {
+            for clause in &list.clauses {
+                match clause {
+                    FunctionArgumentClause::OrderBy(items) => {
+                        for o in items {
+                            self.steers(&o.expr);
+                        }
+                    }
+                    FunctionArgumentClause::Limit(x)
+                    | FunctionArgumentClause::Where(x)
+                    | FunctionArgumentClause::Having(HavingBound(_, x)) => self.steers(x),
+                    _ => {}
+                }
+            }
+        }
+        if let Some(WindowType::WindowSpec(spec)) = &f.over {
+            for p in &spec.partition_by {
+                self.steers(p);
+            }
+            for o in &spec.order_by {
+                self.steers(&o.expr);
+            }
+            if let Some(frame) = &spec.window_frame {
+                for bound in std::iter::once(&frame.start_bound).chain(&frame.end_bound) {
+                    if let WindowFrameBound::Preceding(Some(x))
+                    | WindowFrameBound::Following(Some(x)) = bound
+                    {
+                        self.steers(x);
+                    }
+                }
+            }
+        }
+        if call_stores_arguments(self.walker.ctx, &f.name, config_arg(&f.args)) {
+            // Entered right away: this node was already looked up.
+            if self.stored.insert(e) {
+                self.storing += 1;
+            }
+        }
+    }
 }
 
 impl Visitor for Collector<'_, '_, '_> {
@@ -325,9 +467,8 @@ impl Visitor for Collector<'_, '_, '_> {
 
     fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if self.depth == 0 {
-            for col in self.walker.query(query) {
-                self.out.extend(col.sources);
-            }
+            let cols = self.walker.query(query);
+            self.add_columns(cols);
         }
         self.depth += 1;
         ControlFlow::Continue(())
@@ -342,22 +483,42 @@ impl Visitor for Collector<'_, '_, '_> {
         if self.depth > 0 {
             return ControlFlow::Continue(());
         }
+        let here: *const Expr = expr;
+        if self.steers.contains(&here) {
+            self.steering += 1;
+        }
+        if self.stored.contains(&here) {
+            self.storing += 1;
+        }
         match expr {
             Expr::Identifier(id) => {
                 let s = self.walker.resolve_bare(&fold(id));
-                self.out.extend(s);
+                self.add(s);
             }
             Expr::CompoundIdentifier(ids) => {
                 let parts: Vec<String> = ids.iter().map(fold).collect();
                 let s = self.walker.resolve_compound(&parts);
-                self.out.extend(s);
+                self.add(s);
             }
             Expr::QualifiedWildcard(name, _) => {
-                for col in self.walker.resolve_star(name) {
-                    self.out.extend(col.sources);
+                let cols = self.walker.resolve_star(name);
+                self.add_columns(cols);
+            }
+            Expr::Case {
+                operand,
+                conditions,
+                ..
+            } => {
+                // `CASE WHEN ssn LIKE '1%' THEN 1 END` reveals ssn.
+                if let Some(o) = operand {
+                    self.steers(o);
+                }
+                for c in conditions {
+                    self.steers(&c.condition);
                 }
             }
             Expr::Function(f) => {
+                self.mark_call(expr, f);
                 // `count(t.*)`, `row_to_json(t.*)`: not visited as expressions.
                 if let FunctionArguments::List(list) = &f.args {
                     for arg in &list.args {
@@ -367,14 +528,27 @@ impl Visitor for Collector<'_, '_, '_> {
                             | FunctionArg::Unnamed(arg) => arg,
                         };
                         if let FunctionArgExpr::QualifiedWildcard(name) = a {
-                            for col in self.walker.resolve_star(name) {
-                                self.out.extend(col.sources);
-                            }
+                            let cols = self.walker.resolve_star(name);
+                            self.add_columns(cols);
                         }
                     }
                 }
             }
             _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        if self.depth > 0 {
+            return ControlFlow::Continue(());
+        }
+        let here: *const Expr = expr;
+        if self.steers.remove(&here) {
+            self.steering = self.steering.saturating_sub(1);
+        }
+        if self.stored.remove(&here) {
+            self.storing = self.storing.saturating_sub(1);
         }
         ControlFlow::Continue(())
     }
@@ -400,6 +574,17 @@ pub(crate) fn object_parts(name: &ObjectName) -> Vec<String> {
         .collect()
 }
 
+/// A wildcard entry for columns pgward cannot name or place, each of which
+/// may derive from any of `sources`. Unlike a `*` entry (a relation's own
+/// columns), it is never narrowed to one column of a table.
+pub(crate) fn unsure_columns(sources: BTreeSet<ColumnSource>) -> OutputColumn {
+    OutputColumn {
+        name: UNNAMED.to_owned(),
+        wildcard: true,
+        sources,
+    }
+}
+
 /// Applies an alias's column list (`AS x(a, b)`) to derived output columns.
 pub(crate) fn apply_alias_columns(
     cols: Vec<OutputColumn>,
@@ -410,8 +595,10 @@ pub(crate) fn apply_alias_columns(
         return cols;
     }
     let names: Vec<String> = alias.columns.iter().map(|c| fold(&c.name)).collect();
-    if cols.iter().any(|c| c.wildcard) || cols.len() < names.len() {
-        // Positions are unknown: every alias column may be any source.
+    let first_wildcard = cols.iter().position(|c| c.wildcard).unwrap_or(cols.len());
+    if first_wildcard < names.len() {
+        // Positions are unknown: every alias column may be any source, and
+        // so may the columns after them.
         let all: BTreeSet<ColumnSource> = cols
             .iter()
             .flat_map(|c| c.sources.iter().cloned())
@@ -424,11 +611,7 @@ pub(crate) fn apply_alias_columns(
                 sources: all.clone(),
             })
             .collect();
-        out.push(OutputColumn {
-            name: "*".to_owned(),
-            wildcard: true,
-            sources: all,
-        });
+        out.push(unsure_columns(all));
         return out;
     }
     let mut cols = cols;

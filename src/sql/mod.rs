@@ -543,4 +543,6 @@ pub mod fuzz_logic {
 #[cfg(test)]
 mod corpus_tests;
 #[cfg(test)]
+mod lineage_tests;
+#[cfg(test)]
 mod tests;

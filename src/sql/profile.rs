@@ -98,10 +98,14 @@ pub enum ColumnSource {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct OutputColumn {
     /// The name PostgreSQL would give the column (alias, column or function
-    /// name, `?column?`), or `*` for a wildcard.
+    /// name), or `?column?` when PostgreSQL has none or pgward is unsure.
+    /// For a wildcard: `*` when it is the columns of the tables in its
+    /// sources (`*`, `t.*`, `TABLE t`), `?column?` when it is columns that
+    /// pgward cannot name or place (a function in FROM, one side of a set
+    /// operation that does not line up, the rest of an alias column list).
     pub name: String,
-    /// True when this entry stands for a `*` / `t.*` whose columns are not
-    /// known without a catalog: it may be several columns of the result.
+    /// True when this entry stands for columns that are not known without a
+    /// catalog: it may be several columns of the result (or none).
     pub wildcard: bool,
     /// Every table column the value may derive from; empty for constants.
     pub sources: BTreeSet<ColumnSource>,
@@ -153,6 +157,11 @@ pub struct Execute {
     /// The class of everything around the EXECUTE itself (its parameters, an
     /// enclosing EXPLAIN ANALYZE or CREATE TABLE AS).
     pub base_class: StatementClass,
+    /// Table columns the parameters read (`EXECUTE p((SELECT ssn FROM t))`):
+    /// the prepared statement may output them, so once resolved every output
+    /// column may derive from them. They are also in the profile's
+    /// `predicate_columns` and `written_sources`.
+    pub parameter_sources: BTreeSet<ColumnSource>,
 }
 
 /// A `PREPARE name AS …`: what the session must remember for later EXECUTEs.
@@ -180,10 +189,32 @@ pub struct StatementProfile {
     pub functions: BTreeSet<String>,
     /// Lineage of each output column, in output order (RETURNING for DML).
     pub columns: Vec<OutputColumn>,
-    /// Columns read by WHERE, JOIN ON/USING, GROUP BY, HAVING, ORDER BY,
-    /// DISTINCT ON and window clauses.
+    /// Columns whose values steer the result without (necessarily) being
+    /// output, so that a result can reveal something about them: WHERE, JOIN
+    /// ON/USING, GROUP BY, HAVING, ORDER BY, DISTINCT and DISTINCT ON, the
+    /// operands of UNION (without ALL), INTERSECT and EXCEPT, window PARTITION
+    /// BY/ORDER BY/frames, LIMIT/OFFSET/FETCH, CASE operands and WHEN
+    /// conditions, aggregate FILTER, ORDER BY and WITHIN GROUP, arguments of
+    /// functions in FROM (they decide how many rows there are), ON CONFLICT
+    /// targets, MERGE conditions and EXECUTE parameters; at any depth (CTEs,
+    /// subqueries, the WHERE of UPDATE and DELETE). A subquery in one of these
+    /// places contributes its own output sources as well.
     pub predicate_columns: BTreeSet<ColumnSource>,
-    /// Columns whose values the statement may copy into a table.
+    /// Table columns whose values the statement may copy somewhere a later
+    /// statement can read them back: into a table (INSERT … SELECT/VALUES,
+    /// UPDATE … SET, ON CONFLICT DO UPDATE SET, MERGE, CREATE TABLE AS,
+    /// SELECT INTO, CREATE VIEW and CREATE MATERIALIZED VIEW), into a file or
+    /// program (COPY … TO a file or PROGRAM), under another name (every
+    /// ALTER TABLE counts as the whole row of its table: a renamed column or
+    /// table, a generated column or a detached partition escapes rules
+    /// written for the old name), or through a call that may store its
+    /// arguments (functions classed `write` or stricter, `set_config`, CALL,
+    /// EXECUTE parameters).
+    /// An expression whose sources cannot be pinned down contributes the whole
+    /// row of every table it may read. `COPY … FROM` copies no read data.
+    ///
+    /// Only values count here; which rows are copied is steered by
+    /// `predicate_columns`.
     pub written_sources: BTreeSet<ColumnSource>,
     /// Facts about the statement.
     pub flags: BTreeSet<Flag>,
@@ -384,7 +415,8 @@ impl StatementProfile {
     }
 
     /// Folds `other` into `self`: the stricter class, the union of tables,
-    /// functions, predicates and flags, and `other`'s output columns appended.
+    /// functions, predicates, written sources and flags, and `other`'s
+    /// output columns appended.
     ///
     /// `prepares`/`executes` are not merged: they describe single statements
     /// and stay on the per-statement profiles.
@@ -397,6 +429,8 @@ impl StatementProfile {
         self.columns.extend(other.columns.iter().cloned());
         self.predicate_columns
             .extend(other.predicate_columns.iter().cloned());
+        self.written_sources
+            .extend(other.written_sources.iter().cloned());
         self.flags.extend(other.flags.iter().copied());
         if self.error.is_none() {
             self.error.clone_from(&other.error);
@@ -423,9 +457,13 @@ impl StatementProfile {
         let mut out = self.clone();
         out.class = exec.base_class;
         out.executes = None;
-        // The EXECUTE's own columns are those of the prepared statement.
+        // The EXECUTE's own columns are those of the prepared statement,
+        // any of which may be a parameter.
         out.columns.clear();
         out.absorb(prepared);
+        for c in &mut out.columns {
+            c.sources.extend(exec.parameter_sources.iter().cloned());
+        }
         out
     }
 }

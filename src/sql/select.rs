@@ -11,12 +11,16 @@
 use std::collections::BTreeSet;
 
 use sqlparser::ast::{
-    Distinct, Expr, GroupByExpr, JoinConstraint, JoinOperator, LockClause, OrderBy, OrderByKind,
-    Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr, TableFactor,
-    TableWithJoins, Value,
+    Distinct, Expr, GroupByExpr, Join, JoinConstraint, JoinOperator, LockClause, ObjectName,
+    OrderBy, OrderByKind, Query, Select, SelectItem, SelectItemQualifiedWildcardKind, SetExpr,
+    SetOperator, SetQuantifier, TableFactor, TableWithJoins, Value,
 };
 
-use super::lineage::{Rel, RelKind, Walker, apply_alias_columns, fold, object_parts};
+use super::catalog::ConfigName;
+use super::class::{call_stores_arguments, first_string_arg};
+use super::lineage::{
+    Rel, RelKind, UNNAMED, Walker, apply_alias_columns, fold, object_parts, unsure_columns,
+};
 use super::profile::{ColumnSource, OutputColumn, TableName};
 
 // === impl Walker (queries) ===
@@ -52,9 +56,9 @@ impl Walker<'_, '_> {
             None => false,
         };
         let cols = self.set_expr(&q.body, q.order_by.as_ref(), &q.locks);
-        // Subqueries in LIMIT/OFFSET/FETCH still read tables.
-        let _ = self.sources(&q.limit_clause);
-        let _ = self.sources(&q.fetch);
+        // `LIMIT (SELECT count(*) FROM t WHERE …)` decides how many rows show.
+        self.predicate(&q.limit_clause);
+        self.predicate(&q.fetch);
         if pushed {
             self.ctes.pop();
         }
@@ -76,9 +80,29 @@ impl Walker<'_, '_> {
                 self.order_by_outputs(order_by, &cols);
                 cols
             }
-            SetExpr::SetOperation { left, right, .. } => {
+            SetExpr::SetOperation {
+                op,
+                set_quantifier,
+                left,
+                right,
+            } => {
                 let l = self.set_expr(left, None, &[]);
                 let r = self.set_expr(right, None, &[]);
+                // Only UNION ALL keeps rows without comparing them: a
+                // deduplicating UNION, INTERSECT and EXCEPT tell whether a
+                // value on one side equals one on the other.
+                let compares = *op != SetOperator::Union
+                    || !matches!(
+                        set_quantifier,
+                        SetQuantifier::All | SetQuantifier::AllByName
+                    );
+                if compares {
+                    for c in l.iter().chain(&r) {
+                        self.profile
+                            .predicate_columns
+                            .extend(c.sources.iter().cloned());
+                    }
+                }
                 let cols = merge_positional(l, r);
                 self.order_by_outputs(order_by, &cols);
                 cols
@@ -152,6 +176,7 @@ impl Walker<'_, '_> {
         if let Some(Distinct::On(exprs)) = &s.distinct {
             self.predicate(exprs);
         }
+        let distinct = matches!(s.distinct, Some(Distinct::Distinct));
         self.predicate(&s.named_window);
         self.predicate(&s.prewhere);
         self.predicate(&s.qualify);
@@ -161,6 +186,15 @@ impl Walker<'_, '_> {
         self.predicate(&s.sort_by);
 
         let cols = self.projection(&s.projection);
+        if distinct {
+            // Deduplication compares the values: the row count reveals
+            // which are equal even when the values themselves are masked.
+            for c in &cols {
+                self.profile
+                    .predicate_columns
+                    .extend(c.sources.iter().cloned());
+            }
+        }
 
         match &s.group_by {
             GroupByExpr::Expressions(exprs, _) => {
@@ -332,12 +366,9 @@ impl Walker<'_, '_> {
                         cols.extend(self.resolve_star(name))
                     }
                     SelectItemQualifiedWildcardKind::Expr(e) => {
+                        // `(composite).*`: fields pgward cannot name.
                         let sources = self.sources(e);
-                        cols.push(OutputColumn {
-                            name: "*".to_owned(),
-                            wildcard: true,
-                            sources,
-                        });
+                        cols.push(unsure_columns(sources));
                     }
                 },
             }
@@ -348,7 +379,12 @@ impl Walker<'_, '_> {
     /// Adds the relations of a FROM item and its joins to the current scope.
     pub fn table_with_joins(&mut self, twj: &TableWithJoins) {
         self.table_factor(&twj.relation);
-        for join in &twj.joins {
+        self.joins(&twj.joins);
+    }
+
+    /// Adds joined relations to the current scope; their conditions are predicates.
+    pub fn joins(&mut self, joins: &[Join]) {
+        for join in joins {
             self.table_factor(&join.relation);
             let constraint = match &join.join_operator {
                 JoinOperator::Join(c)
@@ -406,6 +442,7 @@ impl Walker<'_, '_> {
                 if let Some(args) = args {
                     // `FROM generate_series(1, 10)`: a function, not a table.
                     let sources = self.sources(args);
+                    self.stored_by_call(name, first_string_arg(&args.args), &sources);
                     let fname = object_parts(name).last().cloned().unwrap_or_default();
                     self.add_derived(fname, sources, alias.as_ref());
                     return;
@@ -486,6 +523,7 @@ impl Walker<'_, '_> {
                 name, args, alias, ..
             } => {
                 let sources = self.sources(args);
+                self.stored_by_call(name, first_string_arg(args), &sources);
                 let fname = object_parts(name).last().cloned().unwrap_or_default();
                 self.add_derived(fname, sources, alias.as_ref());
             }
@@ -509,19 +547,16 @@ impl Walker<'_, '_> {
                 table_with_joins,
                 alias,
             } => {
-                let before = self.scopes.last().map_or(0, Vec::len);
+                let before = self.scope_len();
                 self.table_with_joins(table_with_joins);
                 if let Some(a) = alias {
-                    let inner: Vec<OutputColumn> = self
-                        .scopes
-                        .last()
-                        .map(|s| {
-                            s[before.min(s.len())..]
-                                .iter()
-                                .flat_map(Rel::star)
-                                .collect()
-                        })
-                        .unwrap_or_default();
+                    let inner: Vec<OutputColumn> =
+                        self.rels_since(before).iter().flat_map(Rel::star).collect();
+                    // The alias hides the names inside the join (and `*`
+                    // expands it once, not once more for each of them).
+                    if let Some(scope) = self.scopes.last_mut() {
+                        scope.truncate(before);
+                    }
                     let cols = apply_alias_columns(inner, Some(a));
                     self.add_rel(Rel {
                         alias: fold(&a.name),
@@ -539,19 +574,32 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// Records the sources of a FROM function's arguments as written when
+    /// the call may store them (a call in an expression is seen by
+    /// [`Walker::sources`] itself).
+    fn stored_by_call(
+        &mut self,
+        name: &ObjectName,
+        config: ConfigName<'_>,
+        sources: &BTreeSet<ColumnSource>,
+    ) {
+        if call_stores_arguments(self.ctx, name, config) {
+            self.profile.written_sources.extend(sources.iter().cloned());
+        }
+    }
+
     /// Adds a function-like relation whose columns all derive from `sources`.
+    /// They are predicates too: the arguments decide how many rows there are.
     fn add_derived(
         &mut self,
         name: String,
         sources: BTreeSet<ColumnSource>,
         alias: Option<&sqlparser::ast::TableAlias>,
     ) {
-        let cols = vec![OutputColumn {
-            name: "*".to_owned(),
-            wildcard: true,
-            sources,
-        }];
-        let cols = apply_alias_columns(cols, alias);
+        self.profile
+            .predicate_columns
+            .extend(sources.iter().cloned());
+        let cols = apply_alias_columns(vec![unsure_columns(sources)], alias);
         let alias_name = alias.map(|a| fold(&a.name)).unwrap_or(name);
         self.add_rel(Rel {
             alias: alias_name,
@@ -561,15 +609,56 @@ impl Walker<'_, '_> {
     }
 }
 
-/// The name PostgreSQL gives an unaliased output column.
+/// The name PostgreSQL gives an unaliased output column, or `?column?`
+/// (its own name for an expression it cannot name, which pgward also uses
+/// when unsure: such a column may be referenced under any name, see
+/// [`UNNAMED`]).
 fn column_name(e: &Expr) -> String {
+    match figure_name(e) {
+        Some((name, _)) => name,
+        None => UNNAMED.to_owned(),
+    }
+}
+
+/// PostgreSQL's `FigureColname`: a name and its strength (2 for a column,
+/// function or sublink name; 1 for a placeholder like `case`, which a
+/// cast replaces by the type's name), or `None` where pgward is unsure.
+fn figure_name(e: &Expr) -> Option<(String, u8)> {
     match e {
-        Expr::Identifier(id) => fold(id),
-        Expr::CompoundIdentifier(ids) => ids.last().map(fold).unwrap_or_default(),
-        Expr::Function(f) => object_parts(&f.name).last().cloned().unwrap_or_default(),
-        Expr::Cast { expr, .. } | Expr::Nested(expr) => column_name(expr),
-        Expr::Case { .. } => "case".to_owned(),
-        _ => "?column?".to_owned(),
+        Expr::Identifier(id) => Some((fold(id), 2)),
+        Expr::CompoundIdentifier(ids) => ids.last().map(|id| (fold(id), 2)),
+        Expr::Function(f) => {
+            let name = object_parts(&f.name).last().cloned()?;
+            // `ROW(…)` and `ARRAY(…)` are constructors: weak names.
+            let strength = if f.name.0.len() == 1 && (name == "row" || name == "array") {
+                1
+            } else {
+                2
+            };
+            Some((name, strength))
+        }
+        Expr::Nested(inner) | Expr::Collate { expr: inner, .. } => figure_name(inner),
+        Expr::Cast { expr, .. } => match figure_name(expr) {
+            Some((name, 2)) => Some((name, 2)),
+            // PostgreSQL names it after the type, as its catalog spells it.
+            _ => None,
+        },
+        Expr::Case { else_result, .. } => match else_result.as_deref().map(figure_name) {
+            Some(Some((name, 2))) => Some((name, 2)),
+            Some(None) => None,
+            _ => Some(("case".to_owned(), 1)),
+        },
+        Expr::Exists { negated: false, .. } => Some(("exists".to_owned(), 2)),
+        Expr::Array(_) => Some(("array".to_owned(), 1)),
+        Expr::Subquery(q) => match q.body.as_ref() {
+            SetExpr::Select(s) => match s.projection.first() {
+                Some(SelectItem::ExprWithAlias { alias, .. }) => Some((fold(alias), 2)),
+                Some(SelectItem::UnnamedExpr(e)) => figure_name(e).map(|(n, _)| (n, 2)),
+                _ => None,
+            },
+            _ => None,
+        },
+        _ => None,
     }
 }
 
@@ -593,19 +682,23 @@ fn merge_positional(left: Vec<OutputColumn>, right: Vec<OutputColumn>) -> Vec<Ou
         .chain(right.iter())
         .flat_map(|c| c.sources.iter().cloned())
         .collect();
+    // A `*` of one side no longer lines up with the other side's columns:
+    // never narrow it to a column name.
     let mut out: Vec<OutputColumn> = left
         .into_iter()
-        .map(|mut c| {
-            c.sources = all.clone();
-            c
+        .map(|c| {
+            if c.wildcard {
+                unsure_columns(all.clone())
+            } else {
+                OutputColumn {
+                    sources: all.clone(),
+                    ..c
+                }
+            }
         })
         .collect();
-    if out.is_empty() || !out.iter().any(|c| c.wildcard) {
-        out.push(OutputColumn {
-            name: "*".to_owned(),
-            wildcard: true,
-            sources: all,
-        });
+    if !out.iter().any(|c| c.wildcard) {
+        out.push(unsure_columns(all));
     }
     out
 }

@@ -13,7 +13,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use sqlparser::ast::{
-    CommentObject, CopySource, Expr, ObjectName, ObjectType, Set, Statement, Value, Visit,
+    CommentObject, CopySource, CopyTarget, Expr, ObjectName, ObjectType, Set, Statement, Value,
+    Visit,
 };
 
 use super::AnalyzeContext;
@@ -44,6 +45,8 @@ pub(crate) fn analyze_statement(st: &Statement, ctx: &AnalyzeContext<'_>) -> Sta
             p.columns.clear();
             p.prepares = None;
             if !runs {
+                // Planned, not run: nothing is copied.
+                p.written_sources.clear();
                 if p.class == StatementClass::Unknown && p.executes.is_none() {
                     return p;
                 }
@@ -75,15 +78,19 @@ pub(crate) fn analyze_statement(st: &Statement, ctx: &AnalyzeContext<'_>) -> Sta
             let mut walker = Walker::new(ctx, StatementProfile::new(StatementClass::Unknown));
             let _ = parameters.visit(&mut sweep);
             let _ = using.visit(&mut sweep);
-            let _ = walker.sources(parameters);
-            let _ = walker.sources(using);
+            // The prepared statement may test, store or output its parameters.
+            let mut parameter_sources = walker.copied(parameters);
+            parameter_sources.extend(walker.copied(using));
             let mut p = walker.profile;
+            p.predicate_columns
+                .extend(parameter_sources.iter().cloned());
             p.functions = sweep.functions;
             p.flags.extend(sweep.flags);
             p.class = StatementClass::Unknown;
             p.executes = name.as_ref().map(|n| Execute {
                 name: object_parts(n).join("."),
                 base_class: sweep.class,
+                parameter_sources,
             });
             p
         }
@@ -134,6 +141,11 @@ fn plain(st: &Statement, ctx: &AnalyzeContext<'_>) -> StatementProfile {
         _ => {
             let _ = st.visit(&mut sweep);
         }
+    }
+    if sweep.flags.contains(&Flag::SelectInto) {
+        // `SELECT … INTO t` stores the whole result, whichever branch of a
+        // set operation carries the INTO.
+        walker.outputs_stored(&columns);
     }
     let mut p = walker.profile;
     p.columns = columns;
@@ -206,6 +218,54 @@ impl Walker<'_, '_> {
         }
     }
 
+    /// Records that the values of `cols` are stored where later statements
+    /// can read them.
+    fn outputs_stored(&mut self, cols: &[OutputColumn]) {
+        self.profile
+            .written_sources
+            .extend(cols.iter().flat_map(|c| c.sources.iter().cloned()));
+    }
+
+    /// The tables and output columns of `COPY source TO/FROM …`.
+    fn copy(&mut self, source: &CopySource, to: bool) -> Vec<OutputColumn> {
+        match source {
+            CopySource::Table {
+                table_name,
+                columns,
+            } => {
+                let Some(t) = self.table_name(table_name) else {
+                    return Vec::new();
+                };
+                if !to {
+                    self.profile.tables_written.insert(t);
+                    return Vec::new();
+                }
+                self.profile.tables_read.insert(t.clone());
+                if columns.is_empty() {
+                    vec![OutputColumn {
+                        name: "*".to_owned(),
+                        wildcard: true,
+                        sources: [ColumnSource::WholeRow(t)].into(),
+                    }]
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| OutputColumn {
+                            name: fold(c),
+                            wildcard: false,
+                            sources: [ColumnSource::Column(ColumnRef {
+                                table: t.clone(),
+                                column: fold(c),
+                            })]
+                            .into(),
+                        })
+                        .collect()
+                }
+            }
+            CopySource::Query(q) => self.query(q),
+        }
+    }
+
     /// Tables and output columns of any statement.
     pub fn statement(&mut self, st: &Statement) -> Vec<OutputColumn> {
         match st {
@@ -224,13 +284,17 @@ impl Walker<'_, '_> {
                     self.read(clone);
                 }
                 if let Some(q) = &ct.query {
-                    let _ = self.query(q);
+                    let cols = self.query(q);
+                    self.outputs_stored(&cols);
                 }
                 Vec::new()
             }
             Statement::CreateView(cv) => {
+                // A view is no copy, but its columns are read under its own
+                // name, which rules written for the tables do not match.
                 self.written(&cv.name);
-                let _ = self.query(&cv.query);
+                let cols = self.query(&cv.query);
+                self.outputs_stored(&cols);
                 Vec::new()
             }
             Statement::CreateIndex(ci) => {
@@ -238,7 +302,15 @@ impl Walker<'_, '_> {
                 Vec::new()
             }
             Statement::AlterTable(a) => {
+                // Renamed columns or tables, generated columns, new types
+                // computed by USING, detached partitions: values that rules
+                // name one way become readable another way.
                 self.written(&a.name);
+                if let Some(t) = self.table_name(&a.name) {
+                    self.profile
+                        .written_sources
+                        .insert(ColumnSource::WholeRow(t));
+                }
                 Vec::new()
             }
             Statement::AlterIndex { name, .. } => {
@@ -247,7 +319,8 @@ impl Walker<'_, '_> {
             }
             Statement::AlterView { name, query, .. } => {
                 self.written(name);
-                let _ = self.query(query);
+                let cols = self.query(query);
+                self.outputs_stored(&cols);
                 Vec::new()
             }
             Statement::Drop {
@@ -273,42 +346,22 @@ impl Walker<'_, '_> {
                 }
                 Vec::new()
             }
-            Statement::Copy { source, to, .. } => match source {
-                CopySource::Table {
-                    table_name,
-                    columns,
-                } => {
-                    let Some(t) = self.table_name(table_name) else {
-                        return Vec::new();
-                    };
-                    if !*to {
-                        self.profile.tables_written.insert(t);
-                        return Vec::new();
-                    }
-                    self.profile.tables_read.insert(t.clone());
-                    if columns.is_empty() {
-                        vec![OutputColumn {
-                            name: "*".to_owned(),
-                            wildcard: true,
-                            sources: [ColumnSource::WholeRow(t)].into(),
-                        }]
-                    } else {
-                        columns
-                            .iter()
-                            .map(|c| OutputColumn {
-                                name: fold(c),
-                                wildcard: false,
-                                sources: [ColumnSource::Column(ColumnRef {
-                                    table: t.clone(),
-                                    column: fold(c),
-                                })]
-                                .into(),
-                            })
-                            .collect()
-                    }
+            Statement::Copy {
+                source, to, target, ..
+            } => {
+                let cols = self.copy(source, *to);
+                if *to && !matches!(target, CopyTarget::Stdout) {
+                    // A server file or program: readable later, unmasked.
+                    self.outputs_stored(&cols);
+                    return Vec::new();
                 }
-                CopySource::Query(q) => self.query(q),
-            },
+                cols
+            }
+            Statement::Call(f) => {
+                // A procedure may store its arguments anywhere.
+                let _ = self.copied(f);
+                Vec::new()
+            }
             Statement::Lock(l) => {
                 for target in &l.tables {
                     self.written(&target.name);

@@ -378,6 +378,7 @@ fn json_is_stable() {
         "columns",
         "flags",
         "predicate_columns",
+        "written_sources",
     ] {
         assert!(v.get(key).is_some(), "{key}");
     }
