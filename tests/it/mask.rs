@@ -68,8 +68,8 @@ pub const SCHEMA: &str = "
 CREATE TABLE people (id int PRIMARY KEY, name text, ssn text, email varchar(80), phone text,
     score int, card text, nickname text, city text);
 INSERT INTO people VALUES
- (1, 'Ada',   '123-45-6789', 'ada@example.com',   '+1 555 0101', 710, '4111111111111111', 'adster', 'Paris'),
- (2, 'Grace', '987-65-4321', 'grace@example.org', '+1 555 0102', 820, '5500005555555559', 'amazing', 'Lyon'),
+ (1, 'Ada',   '123-45-6789', 'ada@example.com',   '+1 555 0101', 713705, '4111111111111111', 'adster', 'Paris'),
+ (2, 'Grace', '987-65-4321', 'grace@example.org', '+1 555 0102', 820931, '5500005555555559', 'amazing', 'Lyon'),
  (3, 'Alan',  NULL,          'alan@example.net',  NULL,          NULL, '4111111111111111', NULL, 'Nice');
 CREATE TABLE notes (id int, body text);
 CREATE VIEW people_view AS SELECT id, name, ssn AS national_id, upper(email) AS mail FROM people;
@@ -90,8 +90,8 @@ pub const SECRETS: &[&str] = &[
     "5500005555555559",
     "adster",
     "amazing",
-    "710",
-    "820",
+    "713705",
+    "820931",
 ];
 
 pub const AGENT: &str = "agent-1";
