@@ -5,6 +5,7 @@ mod support;
 mod auth;
 mod bad_input;
 mod demo;
+mod leaks;
 mod mask;
 mod psql;
 mod relay;

@@ -62,6 +62,27 @@ roles = ["agent"]
 columns = ["public.people.city"]
 strategy = "redact"
 allow_inference = true
+
+[[masks]]
+roles = ["agent"]
+columns = ["public.cards.card_number"]
+strategy = "partial"
+keep_last = 4
+
+[[masks]]
+roles = ["agent"]
+columns = ["public.profiles.doc", "public.profiles.tags"]
+strategy = "redact"
+
+[[masks]]
+roles = ["agent"]
+columns = ["hr.employees.tax_id"]
+strategy = "hash"
+
+[[masks]]
+roles = ["agent"]
+columns = ["public.Staff.SSN"]
+strategy = "redact"
 "#;
 
 pub const SCHEMA: &str = "
@@ -73,6 +94,18 @@ INSERT INTO people VALUES
  (3, 'Alan',  NULL,          'alan@example.net',  NULL,          NULL, '4111111111111111', NULL, 'Nice');
 CREATE TABLE notes (id int, body text);
 CREATE VIEW people_view AS SELECT id, name, ssn AS national_id, upper(email) AS mail FROM people;
+CREATE VIEW people_view2 AS SELECT id, national_id AS nid, lower(mail) AS m FROM people_view;
+CREATE MATERIALIZED VIEW people_mv AS SELECT id, ssn, email FROM people;
+CREATE TABLE cards (id int PRIMARY KEY, person_id int, card_number text, holder text);
+INSERT INTO cards VALUES (1, 1, '378282246310005', 'Ada'), (2, 2, '6011111111111117', 'Grace');
+CREATE TABLE profiles (id int PRIMARY KEY, doc jsonb, tags text[]);
+INSERT INTO profiles VALUES
+ (1, '{\"ssn\": \"078-05-1120\", \"mail\": \"joan@secret.test\"}', ARRAY['+44 20 7946 0958', 'vip']);
+CREATE SCHEMA hr;
+CREATE TABLE hr.employees (id int, tax_id text);
+INSERT INTO hr.employees VALUES (1, 'TX-99887766');
+CREATE TABLE \"Staff\" (id int, \"SSN\" text);
+INSERT INTO \"Staff\" VALUES (1, '219-09-9999');
 ";
 
 /// Raw values that must never reach an agent.
@@ -92,6 +125,13 @@ pub const SECRETS: &[&str] = &[
     "amazing",
     "713705",
     "820931",
+    "378282246310005",
+    "6011111111111117",
+    "078-05-1120",
+    "joan@secret",
+    "7946 0958",
+    "TX-99887766",
+    "219-09-9999",
 ];
 
 pub const AGENT: &str = "agent-1";
