@@ -8,11 +8,19 @@
 //! so that its frame goes out as it came, without a copy; a row with something
 //! to mask is rebuilt into one reused buffer.
 //!
+//! Content [`Detectors`] are a second line: built once per session from the
+//! `[[detectors]]` rules of its roles and attached to each plan with
+//! [`MaskPlan::with_detectors`], they scan the values of the columns no
+//! column rule masks, and a value holding a card number, SSN, e-mail, IBAN or
+//! secret is masked with the detector rule's strategy
+//! ([`Applied::Detected`] says which rule fired).
+//!
 //! Everything here fails closed: a malformed message is an [`Error`] (the
 //! caller ends the result rather than forwarding it), a column whose origin
 //! cannot be established is masked, and a value that cannot be masked in its
 //! own format (binary) becomes NULL, never the raw bytes.
 
+mod detect;
 mod plan;
 mod row;
 mod row_description;
@@ -21,6 +29,7 @@ mod strategy;
 #[cfg(test)]
 mod tests;
 
+pub use detect::Detectors;
 pub use plan::{ColumnMask, MaskPlan, MaskReason, plan};
 pub use row::{Applied, DATA_ROW_TAG, apply};
 pub use row_description::{FieldDescription, RowDescriptionView};
