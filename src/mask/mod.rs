@@ -8,12 +8,20 @@
 //! so that its frame goes out as it came, without a copy; a row with something
 //! to mask is rebuilt into one reused buffer.
 //!
+//! Content [`Detectors`] are a second line: built once per session from the
+//! `[[detectors]]` rules of its roles and attached to each plan with
+//! [`MaskPlan::with_detectors`], they scan the values of the columns no
+//! column rule masks, and a value holding a card number, SSN, e-mail, IBAN or
+//! secret is masked with the detector rule's strategy
+//! ([`Applied::Detected`] says which rule fired).
+//!
 //! Everything here fails closed: a malformed message is an [`Error`] (the
 //! caller ends the result rather than forwarding it), a column whose origin
 //! cannot be established is masked, and a value that cannot be masked in its
 //! own format (binary) becomes NULL, never the raw bytes.
 
 mod copy;
+mod detect;
 mod plan;
 mod row;
 mod row_description;
@@ -23,6 +31,7 @@ mod strategy;
 mod tests;
 
 pub use copy::{CopyFormat, CopyMasker, copy_formats};
+pub use detect::Detectors;
 pub use plan::{ColumnMask, MaskPlan, MaskReason, is_text_like, plan};
 pub use row::{Applied, DATA_ROW_TAG, apply, null_all};
 pub use row_description::{FieldDescription, RowDescriptionView};

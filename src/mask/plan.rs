@@ -20,13 +20,18 @@
 //!
 //! The first applicable rule that matches decides the strategy; in the
 //! fail-closed case with no lineage, the first applicable rule does.
+//!
+//! A plan may also carry the session's content [`Detectors`], which the
+//! masker runs on the values of the columns no rule masks; the plan then
+//! keeps every column's format code, not only the masked ones'.
+
+use std::sync::Arc;
 
 use super::Error;
+use super::detect::Detectors;
 use super::row_description::RowDescriptionView;
 use super::strategy::FORMAT_TEXT;
 use crate::policy::{MaskRule, MaskStrategy};
-use std::sync::Arc;
-
 use crate::sql::{ColumnSource, OutputColumn};
 
 /// How one output column is masked.
@@ -59,22 +64,45 @@ pub enum MaskReason {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MaskPlan {
     columns: Vec<Option<ColumnMask>>,
+    /// Every column's format code; empty when all are text (the common case,
+    /// kept without allocating).
+    formats: Vec<i16>,
+    detectors: Option<Arc<Detectors>>,
 }
 
 impl MaskPlan {
     /// A plan from explicit per-column masks (for callers and tests that
     /// already know the answer).
+    ///
+    /// Unmasked columns are taken to be text (see [`MaskPlan::set_result_formats`]).
     pub fn from_columns(columns: Vec<Option<ColumnMask>>) -> Self {
-        MaskPlan { columns }
+        let formats = text_or(
+            columns
+                .iter()
+                .map(|c| c.as_ref().map_or(FORMAT_TEXT, |m| m.format)),
+        );
+        MaskPlan {
+            columns,
+            formats,
+            detectors: None,
+        }
     }
 
-    /// True when no column is masked: rows can be forwarded without looking at them.
+    /// The plan with content detectors for the columns it does not mask
+    /// (`None`: without).
+    pub fn with_detectors(mut self, detectors: Option<Arc<Detectors>>) -> Self {
+        self.detectors = detectors;
+        self
+    }
+
+    /// True when no column is masked and no detector runs: rows can be
+    /// forwarded without looking at them.
     pub fn is_empty(&self) -> bool {
-        self.columns.iter().all(Option::is_none)
+        self.detectors.is_none() && self.columns.iter().all(Option::is_none)
     }
 
     /// Applies the result format codes of a Bind (none: all text; one: all
-    /// columns; else one per column) to the masked columns.
+    /// columns; else one per column) to the columns.
     ///
     /// Needed when the plan was built from the RowDescription of a Describe of
     /// a *statement*, whose format codes are all 0 because formats are only
@@ -106,6 +134,11 @@ impl MaskPlan {
                 mask.format = code.copied().unwrap_or(FORMAT_TEXT);
             }
         }
+        self.formats = match formats {
+            [] => Vec::new(),
+            [one] => text_or(std::iter::repeat_n(*one, self.columns.len())),
+            _ => text_or(formats.iter().copied()),
+        };
         Ok(())
     }
 
@@ -117,6 +150,25 @@ impl MaskPlan {
     /// Each output column's mask, in order.
     pub fn columns(&self) -> &[Option<ColumnMask>] {
         &self.columns
+    }
+
+    /// The format code of output column `column` (text when out of range).
+    pub fn format(&self, column: usize) -> i16 {
+        self.formats.get(column).copied().unwrap_or(FORMAT_TEXT)
+    }
+
+    /// The content detectors run on unmasked columns, if any.
+    pub fn detectors(&self) -> Option<&Detectors> {
+        self.detectors.as_deref()
+    }
+}
+
+/// The format codes, or nothing when all are text.
+fn text_or(formats: impl Iterator<Item = i16> + Clone) -> Vec<i16> {
+    if formats.clone().all(|f| f == FORMAT_TEXT) {
+        Vec::new()
+    } else {
+        formats.collect()
     }
 }
 
@@ -139,9 +191,12 @@ pub fn plan(
         .enumerate()
         .filter(|(_, m)| m.applies_to(roles))
         .collect();
+    let formats = text_or(fields.fields().iter().map(|f| f.format));
     if applicable.is_empty() {
         return MaskPlan {
             columns: vec![None; fields.len()],
+            formats,
+            detectors: None,
         };
     }
     // Lineage positions line up with fields only without wildcards and with equal counts.
@@ -202,7 +257,11 @@ pub fn plan(
             })
         })
         .collect();
-    MaskPlan { columns }
+    MaskPlan {
+        columns,
+        formats,
+        detectors: None,
+    }
 }
 
 /// Types whose text and binary representations are both the value's characters, so a masked

@@ -1,11 +1,21 @@
 //! The masker: walks a DataRow's field lengths and rebuilds the row only when
-//! a masked column holds a value.
+//! a masked column holds a value, or a content detector finds something in
+//! the value of a column no rule masks.
+//!
+//! Detectors scan values of every format. A binary value of a fixed-size type
+//! (integers, dates, floats, UUIDs) is a few raw bytes that practically never
+//! pass a detector's prefilter, but text, varchar, json and bytea are sent in
+//! binary as their raw bytes, the same content as in text: skipping them
+//! would let a client evade detection by asking for binary results. A binary
+//! value with a hit becomes NULL (as [`write_value`] does with every binary
+//! value it masks), a text value is masked with the detector's strategy.
 
 use bytes::{BufMut, BytesMut};
 
 use super::Error;
 use super::plan::MaskPlan;
 use super::strategy::write_value;
+use crate::policy::{DetectorKind, MaskStrategy};
 
 /// The DataRow message tag.
 pub const DATA_ROW_TAG: u8 = b'D';
@@ -17,15 +27,34 @@ pub enum Applied {
     Untouched,
     /// A whole new DataRow frame (tag, length, body) was appended to `out`.
     Rewritten,
+    /// As [`Applied::Rewritten`], and a content detector masked at least one
+    /// value: the first such value (in column order) was found by rule `rule`
+    /// (its index in [`crate::policy::RuleSet::detectors`]) as a `kind`.
+    Detected {
+        /// The index of the detector rule.
+        rule: usize,
+        /// What it found.
+        kind: DetectorKind,
+    },
+}
+
+// === impl Applied ===
+
+impl Applied {
+    /// Whether a new frame was appended to `out` (and must be sent instead of the original).
+    pub fn is_rewritten(self) -> bool {
+        !matches!(self, Applied::Untouched)
+    }
 }
 
 /// Masks one DataRow body (after the tag and length) according to `plan`.
 ///
 /// The row is first walked without decoding anything: when no masked column
-/// holds a non-NULL value the answer is [`Applied::Untouched`], nothing is
-/// written and nothing is allocated. Otherwise the rebuilt frame is appended
-/// to `out` (a buffer the caller reuses; it is not cleared, so several rows
-/// can be batched into it).
+/// holds a non-NULL value and no detector of the plan finds anything in the
+/// others, the answer is [`Applied::Untouched`], nothing is written and
+/// nothing is allocated. Otherwise the rebuilt frame is appended to `out` (a
+/// buffer the caller reuses; it is not cleared, so several rows can be
+/// batched into it).
 ///
 /// # Errors
 /// [`Error::FieldCount`] when the row's field count differs from the plan's,
@@ -39,48 +68,75 @@ pub fn apply(
     out: &mut BytesMut,
 ) -> Result<Applied, Error> {
     let masks = plan.columns();
+    let detectors = plan.detectors();
     let mut needs_rewrite = false;
+    // The first hit: (column, rule, kind). Later columns are scanned again when rewriting.
+    let mut first_hit = None;
     for (i, field) in Fields::new(row_body, masks.len())?.enumerate() {
-        let field = field?;
-        if field.is_some() && masks.get(i).is_some_and(Option::is_some) {
+        let Some(value) = field? else { continue };
+        if masks.get(i).is_some_and(Option::is_some) {
             needs_rewrite = true;
+        } else if let (None, Some(d)) = (first_hit, detectors) {
+            first_hit = d.detect(value).map(|(rule, kind)| (i, rule, kind));
         }
     }
-    if !needs_rewrite {
+    if !needs_rewrite && first_hit.is_none() {
         return Ok(Applied::Untouched);
     }
     let start = out.len();
-    let result = rewrite(row_body, plan, key, out, start);
+    let result = rewrite(row_body, plan, first_hit, key, out, start);
     if result.is_err() {
         out.truncate(start);
     }
-    result.map(|()| Applied::Rewritten)
+    result.map(|()| match first_hit {
+        Some((_, rule, kind)) => Applied::Detected { rule, kind },
+        None => Applied::Rewritten,
+    })
 }
 
 fn rewrite(
     row_body: &[u8],
     plan: &MaskPlan,
+    first_hit: Option<(usize, usize, DetectorKind)>,
     key: &[u8],
     out: &mut BytesMut,
     start: usize,
 ) -> Result<(), Error> {
     let masks = plan.columns();
+    let detectors = plan.detectors();
     out.reserve(row_body.len() + 5);
     out.put_u8(DATA_ROW_TAG);
     out.put_i32(0);
     // Validated by the first pass; the count fits an i16 because the row held it.
     out.put_slice(row_body.get(..2).ok_or(Error::DataRow)?);
-    for (field, mask) in Fields::new(row_body, masks.len())?.zip(masks) {
+    for (i, (field, mask)) in Fields::new(row_body, masks.len())?.zip(masks).enumerate() {
         let field = field?;
-        match mask {
-            Some(m) => write_value(&m.strategy, m.format, field, key, out)?,
-            None => match field {
-                Some(v) => {
-                    out.put_i32(i32::try_from(v.len()).map_err(|_| Error::TooLarge)?);
-                    out.put_slice(v);
-                }
-                None => out.put_i32(-1),
-            },
+        if let Some(m) = mask {
+            write_value(&m.strategy, m.format, field, key, out)?;
+            continue;
+        }
+        let Some(v) = field else {
+            out.put_i32(-1);
+            continue;
+        };
+        // Columns before the first hit were scanned by the first pass and hold nothing.
+        let hit = match (first_hit, detectors) {
+            (Some((col, rule, _)), _) if col == i => Some(rule),
+            (Some((col, _, _)), Some(d)) if col < i => d.detect(v).map(|(rule, _)| rule),
+            _ => None,
+        };
+        match hit {
+            Some(rule) => {
+                // A rule the detectors cannot name is impossible; NULL rather than the value.
+                let strategy = detectors
+                    .and_then(|d| d.strategy(rule))
+                    .unwrap_or(&MaskStrategy::Null);
+                write_value(strategy, plan.format(i), Some(v), key, out)?;
+            }
+            None => {
+                out.put_i32(i32::try_from(v.len()).map_err(|_| Error::TooLarge)?);
+                out.put_slice(v);
+            }
         }
     }
     let len = i32::try_from(out.len() - start - 1).map_err(|_| Error::TooLarge)?;

@@ -586,3 +586,132 @@ fn lineage_uses_the_first_rule_not_the_first_source() {
         MaskStrategy::Null
     );
 }
+
+// === content detectors ===
+
+/// Detectors for `agent`: card and secret redacted as `[card]`, e-mail by hash.
+fn detectors() -> std::sync::Arc<Detectors> {
+    let text = "[roles.agent]\nmembers = [\"agent-*\"]\n\
+         [[rules]]\nid = \"r\"\nroles = [\"agent\"]\nclasses = [\"read\"]\naction = \"allow\"\n\
+         [[detectors]]\nroles = [\"agent\"]\nkinds = [\"card\", \"secret\"]\nstrategy = \"redact\"\ntext = \"[card]\"\n\
+         [[detectors]]\nroles = [\"agent\"]\nkinds = [\"email\"]\nstrategy = \"hash\"\n";
+    let (set, _) = RuleSet::parse(&[("r.toml".to_owned(), text.to_owned())]).expect("rules parse");
+    Detectors::for_roles(set.detectors(), &agent()).expect("applies")
+}
+
+#[test]
+fn detectors_make_a_plan_non_empty() {
+    let plan = MaskPlan::from_columns(vec![None; 2]);
+    assert!(plan.is_empty());
+    let plan = plan.with_detectors(Some(detectors()));
+    assert!(!plan.is_empty());
+    assert!(plan.detectors().is_some());
+    assert!(
+        MaskPlan::from_columns(vec![None])
+            .with_detectors(None)
+            .is_empty()
+    );
+}
+
+#[test]
+fn detectors_mask_hits_in_unmasked_columns() {
+    let plan = ssn_plan(0).with_detectors(Some(detectors()));
+    let mut out = BytesMut::new();
+    // No hit anywhere: untouched, nothing written.
+    let row = data_row(&[Some(b"4111111111111112"), None, Some(b"Jane")]);
+    assert_eq!(apply(&row, &plan, KEY, &mut out), Ok(Applied::Untouched));
+    assert!(out.is_empty());
+    // A hit in the first column, one in the third; the masked column keeps its own strategy
+    // (a card number in it is not the detectors' business).
+    let row = data_row(&[
+        Some(b"paid by 4111 1111 1111 1111"),
+        Some(b"4111111111111111"),
+        Some(b"mail jane@example.com"),
+    ]);
+    assert_eq!(
+        apply(&row, &plan, KEY, &mut out),
+        Ok(Applied::Detected {
+            rule: 0,
+            kind: crate::policy::DetectorKind::Card
+        })
+    );
+    let fields = parse_frame(&out);
+    assert_eq!(fields[0].as_deref(), Some(&b"[card]"[..]));
+    assert_eq!(fields[1].as_deref(), Some(&b"***-**-1111"[..]));
+    let hashed = fields[2].as_ref().unwrap();
+    assert_eq!(hashed.len(), HASH_HEX_LEN);
+    // Only the second column hits: the first is copied as it was.
+    out.clear();
+    let row = data_row(&[Some(b"Jane"), None, Some(b"jane@example.com")]);
+    assert_eq!(
+        apply(&row, &plan, KEY, &mut out),
+        Ok(Applied::Detected {
+            rule: 1,
+            kind: crate::policy::DetectorKind::Email
+        })
+    );
+    let fields = parse_frame(&out);
+    assert_eq!(fields[0].as_deref(), Some(&b"Jane"[..]));
+    assert_eq!(fields[1], None);
+    assert_ne!(fields[2].as_deref(), Some(&b"jane@example.com"[..]));
+    // A masked column alone still reports a plain rewrite.
+    out.clear();
+    let row = data_row(&[Some(b"1"), Some(b"123-45-6789"), None]);
+    assert_eq!(apply(&row, &plan, KEY, &mut out), Ok(Applied::Rewritten));
+    assert!(Applied::Rewritten.is_rewritten() && !Applied::Untouched.is_rewritten());
+}
+
+#[test]
+fn detector_hits_in_binary_columns_become_null() {
+    // SELECT note, n FROM t with binary results: the plan keeps unmasked columns' formats.
+    let body = row_description(&[("note", 300, 1, 1), ("n", 300, 2, 1)]);
+    let view = RowDescriptionView::parse(&body).unwrap();
+    let p = plan(&view, |_, _| None, None, &[], &agent()).with_detectors(Some(detectors()));
+    assert_eq!((p.format(0), p.format(1)), (1, 1));
+    let mut out = BytesMut::new();
+    let row = data_row(&[Some(b"AKIAIOSFODNN7EXAMPLE"), Some(b"\x00\x00\x00\x07")]);
+    assert!(matches!(
+        apply(&row, &p, KEY, &mut out),
+        Ok(Applied::Detected { .. })
+    ));
+    assert_eq!(
+        parse_frame(&out),
+        vec![None, Some(b"\x00\x00\x00\x07".to_vec())]
+    );
+    // A Bind choosing text for every column: the hit is masked as text again.
+    let mut p = p;
+    p.set_result_formats(&[0]).unwrap();
+    assert_eq!(p.format(0), 0);
+    out.clear();
+    apply(&row, &p, KEY, &mut out).unwrap();
+    assert_eq!(parse_frame(&out)[0].as_deref(), Some(&b"[card]"[..]));
+    p.set_result_formats(&[0, 1]).unwrap();
+    assert_eq!((p.format(0), p.format(1), p.format(9)), (0, 1, 0));
+}
+
+#[test]
+fn malformed_rows_with_detectors_are_errors_never_panics() {
+    let plan = MaskPlan::from_columns(vec![None; 3]).with_detectors(Some(detectors()));
+    let mut out = BytesMut::new();
+    let row = data_row(&[Some(b"1"), Some(b"4111111111111111"), Some(b"Jane")]);
+    for n in 0..row.len() {
+        assert!(
+            apply(&row[..n], &plan, KEY, &mut out).is_err(),
+            "truncated at {n}"
+        );
+        assert!(out.is_empty());
+    }
+    for i in 0..row.len() {
+        for b in [0x00, 0x7f, 0x80, 0xff] {
+            let mut m = row.clone();
+            m[i] = b;
+            out.clear();
+            if let Ok(applied) = apply(&m, &plan, KEY, &mut out) {
+                if applied.is_rewritten() {
+                    let fields = parse_frame(&out);
+                    assert!(!fields.iter().flatten().any(|f| f == b"4111111111111111"));
+                }
+            }
+        }
+    }
+}

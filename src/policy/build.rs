@@ -1,4 +1,4 @@
-//! Validation: raw rule files → checked roles, rules and masks, plus warnings.
+//! Validation: raw rule files → checked roles, rules, masks and detectors, plus warnings.
 //!
 //! Every check that spans keys or files lives here, and every problem is
 //! reported with its file, line and key; the builder keeps going after an
@@ -12,10 +12,10 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::glob::{ColumnGlob, FunctionGlob, Glob, NameFilter, TableGlob};
-use super::raw::{RawMask, RawRole, RawRule, SpannedList};
+use super::raw::{RawDetector, RawMask, RawRole, RawRule, RawStrategy, SpannedList};
 use super::rules::{
-    Action, ApprovalMode, ApprovalSpec, ClassSet, DEFAULT_DENY, MaskRule, MaskStrategy, Member,
-    Role, Rule, RuleId,
+    Action, ApprovalMode, ApprovalSpec, ClassSet, DEFAULT_DENY, DetectorKind, DetectorRule,
+    MaskRule, MaskStrategy, Member, Role, Rule, RuleId,
 };
 use super::{Error, Locator, Warning, class_names};
 use crate::sql::StatementClass;
@@ -32,6 +32,15 @@ pub(super) struct Builder {
     pub(super) rules: Vec<Rule>,
     pub(super) ids: HashMap<String, (String, usize)>,
     pub(super) masks: Vec<MaskRule>,
+    pub(super) detectors: Vec<DetectorRule>,
+}
+
+/// What a [`Builder`] hands to the rule set once nothing is wrong.
+pub(super) struct Parts {
+    pub(super) roles: Vec<Role>,
+    pub(super) rules: Vec<Rule>,
+    pub(super) masks: Vec<MaskRule>,
+    pub(super) detectors: Vec<DetectorRule>,
 }
 
 impl Builder {
@@ -380,67 +389,7 @@ impl Builder {
                 .push(at.err(&m.columns, "masks.columns", "must name at least one column"));
         }
         let columns = self.patterns(at, Some(&m.columns), "masks.columns", ColumnGlob::new);
-        let count =
-            |v: &Option<Spanned<i64>>, key: &str, default: u32, errors: &mut Vec<Error>| match v {
-                None => default,
-                Some(n) => match u32::try_from(*n.get_ref()) {
-                    Ok(n) if n <= 1000 => n,
-                    _ => {
-                        errors.push(at.err(n, key, "must be between 0 and 1000"));
-                        default
-                    }
-                },
-            };
-        let text = m
-            .text
-            .as_ref()
-            .map_or_else(|| "***".to_owned(), |t| t.get_ref().clone());
-        let strategy = match m.strategy.get_ref().as_str() {
-            "redact" => Some(MaskStrategy::Redact { text }),
-            "partial" => Some(MaskStrategy::Partial {
-                keep_first: count(&m.keep_first, "masks.keep_first", 0, &mut self.errors),
-                keep_last: count(&m.keep_last, "masks.keep_last", 4, &mut self.errors),
-                text,
-            }),
-            "hash" => Some(MaskStrategy::Hash),
-            "null" => Some(MaskStrategy::Null),
-            "email" => Some(MaskStrategy::Email),
-            "fake" => Some(MaskStrategy::Fake),
-            other => {
-                self.errors.push(at.err(
-                    &m.strategy,
-                    "masks.strategy",
-                    format!(
-                        "unknown strategy `{other}` (redact, partial, hash, null, email or fake)"
-                    ),
-                ));
-                None
-            }
-        };
-        if let Some(s) = &strategy {
-            let name = s.as_str();
-            let partial = matches!(s, MaskStrategy::Partial { .. });
-            let takes_text = partial || matches!(s, MaskStrategy::Redact { .. });
-            let misplaced = [
-                (
-                    "keep_first",
-                    m.keep_first.as_ref().map(|v| v.span()),
-                    partial,
-                ),
-                ("keep_last", m.keep_last.as_ref().map(|v| v.span()), partial),
-                ("text", m.text.as_ref().map(|v| v.span()), takes_text),
-            ];
-            for (key, span, ok) in misplaced {
-                if let (Some(span), false) = (span, ok) {
-                    self.errors.push(Error::Invalid {
-                        file: at.file.to_owned(),
-                        line: at.line(span.start),
-                        key: format!("masks.{key}"),
-                        message: format!("does not apply to strategy \"{name}\""),
-                    });
-                }
-            }
-        }
+        let strategy = self.strategy(at, "masks", &m.strategy_keys());
         if self.errors.len() > before {
             return;
         }
@@ -462,6 +411,120 @@ impl Builder {
             strategy,
             allow_inference: m.allow_inference.unwrap_or(false),
         });
+    }
+
+    pub(super) fn detector(&mut self, at: &Locator<'_>, raw: &Spanned<RawDetector>) {
+        let d = raw.get_ref();
+        let before = self.errors.len();
+        let roles = self.role_list(at, &d.roles, "detectors.roles");
+        if d.kinds.get_ref().is_empty() {
+            self.errors
+                .push(at.err(&d.kinds, "detectors.kinds", "must name at least one kind"));
+        }
+        let mut kinds = Vec::new();
+        for k in d.kinds.get_ref() {
+            match DetectorKind::from_name(k.get_ref()) {
+                Some(kind) if kinds.contains(&kind) => {}
+                Some(kind) => kinds.push(kind),
+                None => {
+                    let names: Vec<&str> = DetectorKind::ALL.iter().map(|k| k.as_str()).collect();
+                    self.errors.push(at.err(
+                        k,
+                        "detectors.kinds",
+                        format!(
+                            "unknown kind `{}` (kinds: {})",
+                            k.get_ref(),
+                            names.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+        let strategy = self.strategy(at, "detectors", &d.strategy_keys());
+        if self.errors.len() > before {
+            return;
+        }
+        let Some(strategy) = strategy else { return };
+        self.detectors.push(DetectorRule {
+            file: at.file.to_owned(),
+            line: at.line_of(raw),
+            description: d.description.as_ref().map(|d| d.get_ref().clone()),
+            roles,
+            kinds,
+            strategy,
+        });
+    }
+
+    /// The strategy of a `[[masks]]` or `[[detectors]]` entry (`section`
+    /// names it in errors), with its options checked: `keep_first` and
+    /// `keep_last` only for `partial`, `text` only for `partial` and `redact`.
+    fn strategy(
+        &mut self,
+        at: &Locator<'_>,
+        section: &str,
+        m: &RawStrategy<'_>,
+    ) -> Option<MaskStrategy> {
+        let count =
+            |v: Option<&Spanned<i64>>, key: &str, default: u32, errors: &mut Vec<Error>| match v {
+                None => default,
+                Some(n) => match u32::try_from(*n.get_ref()) {
+                    Ok(n) if n <= 1000 => n,
+                    _ => {
+                        errors.push(at.err(
+                            n,
+                            &format!("{section}.{key}"),
+                            "must be between 0 and 1000",
+                        ));
+                        default
+                    }
+                },
+            };
+        let text = m
+            .text
+            .map_or_else(|| "***".to_owned(), |t| t.get_ref().clone());
+        let strategy = match m.strategy.get_ref().as_str() {
+            "redact" => Some(MaskStrategy::Redact { text }),
+            "partial" => Some(MaskStrategy::Partial {
+                keep_first: count(m.keep_first, "keep_first", 0, &mut self.errors),
+                keep_last: count(m.keep_last, "keep_last", 4, &mut self.errors),
+                text,
+            }),
+            "hash" => Some(MaskStrategy::Hash),
+            "null" => Some(MaskStrategy::Null),
+            "email" => Some(MaskStrategy::Email),
+            "fake" => Some(MaskStrategy::Fake),
+            other => {
+                self.errors.push(at.err(
+                    m.strategy,
+                    &format!("{section}.strategy"),
+                    format!(
+                        "unknown strategy `{other}` (redact, partial, hash, null, email or fake)"
+                    ),
+                ));
+                None
+            }
+        };
+        if let Some(s) = &strategy {
+            let name = s.as_str();
+            let partial = matches!(s, MaskStrategy::Partial { .. });
+            let takes_text = partial || matches!(s, MaskStrategy::Redact { .. });
+            let misplaced = [
+                ("keep_first", m.keep_first.map(|v| v.span()), partial),
+                ("keep_last", m.keep_last.map(|v| v.span()), partial),
+                ("text", m.text.map(|v| v.span()), takes_text),
+            ];
+            for (key, span, ok) in misplaced {
+                if let (Some(span), false) = (span, ok) {
+                    self.errors.push(Error::Invalid {
+                        file: at.file.to_owned(),
+                        line: at.line(span.start),
+                        key: format!("{section}.{key}"),
+                        message: format!("does not apply to strategy \"{name}\""),
+                    });
+                }
+            }
+        }
+        strategy
     }
 
     /// Warnings about rules that load but are probably wrong.
@@ -536,15 +599,16 @@ impl Builder {
     }
 
     /// The validated parts and the warnings, sorted by place.
-    pub(super) fn finish(self) -> (Vec<Role>, Vec<Rule>, Vec<MaskRule>, Vec<Warning>) {
+    pub(super) fn finish(self) -> (Parts, Vec<Warning>) {
         let mut warnings = self.warnings;
         warnings.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-        (
-            self.roles.into_values().collect(),
-            self.rules,
-            self.masks,
-            warnings,
-        )
+        let parts = Parts {
+            roles: self.roles.into_values().collect(),
+            rules: self.rules,
+            masks: self.masks,
+            detectors: self.detectors,
+        };
+        (parts, warnings)
     }
 }
 

@@ -2,10 +2,11 @@
 //!
 //! This module owns what a DBA writes in `rules/*.toml` and what it means:
 //! who belongs to which role, which role may run which statements, which
-//! need a sign-off, and which columns are masked for whom. It turns rule
-//! files into an immutable [`RuleSet`] once, with every pattern compiled and
-//! every rule indexed by role and class, so that [`RuleSet::decide`] is a
-//! pure function of a [`Request`] that does not allocate on the allow path.
+//! need a sign-off, which columns are masked for whom, and which content
+//! detectors scan the rest. It turns rule files into an immutable
+//! [`RuleSet`] once, with every pattern compiled and every rule indexed by
+//! role and class, so that [`RuleSet::decide`] is a pure function of a
+//! [`Request`] that does not allocate on the allow path.
 //!
 //! It never performs I/O except in [`RuleSet::load_dir`] (and the helpers
 //! built on it: [`check`], [`testing::run`]), never reads a clock, holds no
@@ -50,9 +51,20 @@
 //! columns = ["public.people.ssn", "*.card_number"]  # [[schema.]table.]column globs
 //! strategy = "partial"                      # redact | partial | hash | null | email | fake
 //! keep_last = 4                             # partial: keep_first (0), keep_last (4), text ("***")
+//!
+//! [[detectors]]                             # a second line: values no column mask covers
+//! roles = ["agent", "analyst"]
+//! kinds = ["card", "secret", "iban"]        # card | ssn | email | iban | secret
+//! strategy = "redact"                       # the keys and defaults of [[masks]]
 //! ```
 //!
-//! Other keys: `description` on roles, rules and masks; `functions`
+//! A detector scans, for its roles, every non-NULL result value of a column
+//! that no applicable `[[masks]]` entry masks, and masks a value holding one
+//! of its kinds with its strategy (a binary-format value becomes NULL). The
+//! first detector in file order that names a kind decides that kind's
+//! strategy. See `mask::Detectors` for what each kind matches.
+//!
+//! Other keys: `description` on roles, rules, masks and detectors; `functions`
 //! (`name` or `schema.name` globs) and `databases` (globs on the database
 //! name) on rules; `text` for `redact` (default `"***"`).
 //!
@@ -86,8 +98,8 @@
 //! # Validation
 //!
 //! Errors name the file, the line and the key: TOML syntax, unknown keys,
-//! unknown roles (in `roles`, `approvers`, mask `roles`), unknown classes,
-//! actions, modes and strategies, bad patterns and durations, duplicate rule
+//! unknown roles (in `roles`, `approvers`, mask and detector `roles`), unknown
+//! classes, actions, modes, strategies and detector kinds, bad patterns and durations, duplicate rule
 //! ids (naming both places), `approve` without approvers, approval keys on
 //! other actions, `min_approvals` below 1, an allow or approve rule without
 //! `classes`. Warnings, which do not stop loading: a rule that can never
@@ -143,8 +155,8 @@ use crate::sql::StatementClass;
 pub use eval::{Decision, Request};
 pub use leak::{Leak, LeakKind};
 pub use rules::{
-    Action, ApprovalMode, ApprovalSpec, ClassSet, DEFAULT_DENY, MaskRule, MaskStrategy, Role, Rule,
-    RuleId, RuleSet,
+    Action, ApprovalMode, ApprovalSpec, ClassSet, DEFAULT_DENY, DetectorKind, DetectorRule,
+    MaskRule, MaskStrategy, Role, Rule, RuleId, RuleSet,
 };
 
 /// Why a rules directory (or a test-case file) was not accepted.

@@ -23,6 +23,9 @@ pub(super) struct RawFile {
     /// `[[masks]]`, in order.
     #[serde(default)]
     pub masks: Vec<Spanned<RawMask>>,
+    /// `[[detectors]]`, in order.
+    #[serde(default)]
+    pub detectors: Vec<Spanned<RawDetector>>,
 }
 
 /// `[roles.NAME]`
@@ -69,6 +72,54 @@ pub(super) struct RawMask {
     pub text: Option<Spanned<String>>,
     /// Statements may filter, join, group or sort on the masked columns.
     pub allow_inference: Option<bool>,
+}
+
+/// `[[detectors]]`: the strategy keys are those of `[[masks]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDetector {
+    pub description: Option<Spanned<String>>,
+    pub roles: SpannedList,
+    pub kinds: SpannedList,
+    pub strategy: Spanned<String>,
+    pub keep_first: Option<Spanned<i64>>,
+    pub keep_last: Option<Spanned<i64>>,
+    pub text: Option<Spanned<String>>,
+}
+
+/// The strategy keys shared by `[[masks]]` and `[[detectors]]`, borrowed, so
+/// that one function parses them for both.
+pub(super) struct RawStrategy<'a> {
+    pub strategy: &'a Spanned<String>,
+    pub keep_first: Option<&'a Spanned<i64>>,
+    pub keep_last: Option<&'a Spanned<i64>>,
+    pub text: Option<&'a Spanned<String>>,
+}
+
+// === impl RawMask ===
+
+impl RawMask {
+    pub(super) fn strategy_keys(&self) -> RawStrategy<'_> {
+        RawStrategy {
+            strategy: &self.strategy,
+            keep_first: self.keep_first.as_ref(),
+            keep_last: self.keep_last.as_ref(),
+            text: self.text.as_ref(),
+        }
+    }
+}
+
+// === impl RawDetector ===
+
+impl RawDetector {
+    pub(super) fn strategy_keys(&self) -> RawStrategy<'_> {
+        RawStrategy {
+            strategy: &self.strategy,
+            keep_first: self.keep_first.as_ref(),
+            keep_last: self.keep_last.as_ref(),
+            text: self.text.as_ref(),
+        }
+    }
 }
 
 /// One file of `tests/`.

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use serde::{Serialize, Serializer};
 
-use super::build::Builder;
+use super::build::{Builder, Parts};
 use super::glob::{ColumnGlob, FunctionGlob, Glob, NameFilter, TableGlob};
 use super::raw::RawFile;
 use super::{Error, Locator, Warning};
@@ -124,6 +124,35 @@ pub struct MaskRule {
     pub(super) allow_inference: bool,
 }
 
+/// One compiled `[[detectors]]` entry: for its roles, the masker scans every
+/// result value that no column mask covers for these kinds of content, and
+/// masks a value that holds one with `strategy`.
+#[derive(Debug, Clone)]
+pub struct DetectorRule {
+    pub(super) file: String,
+    pub(super) line: usize,
+    pub(super) description: Option<String>,
+    pub(super) roles: Vec<String>,
+    pub(super) kinds: Vec<DetectorKind>,
+    pub(super) strategy: MaskStrategy,
+}
+
+/// What a content detector looks for (see `mask::Detectors` for the exact checks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum DetectorKind {
+    /// Payment card numbers (13–19 digits, Luhn-checked).
+    Card,
+    /// US social security numbers (`ddd-dd-dddd`).
+    Ssn,
+    /// E-mail addresses.
+    Email,
+    /// IBANs (mod-97-checked).
+    Iban,
+    /// Keys and tokens: AWS access key ids, private keys, bearer, GitHub and
+    /// Slack tokens, JWTs.
+    Secret,
+}
+
 /// How a masked value is shown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MaskStrategy {
@@ -193,6 +222,7 @@ pub struct RuleSet {
     /// For each role and class, the rules that can match, in order.
     by_role: Vec<[Vec<Candidate>; CLASS_COUNT]>,
     masks: Vec<MaskRule>,
+    detectors: Vec<DetectorRule>,
     default_rule: RuleId,
 }
 
@@ -564,6 +594,75 @@ impl MaskRule {
     }
 }
 
+// === impl DetectorRule ===
+
+impl DetectorRule {
+    /// The file and line of the `[[detectors]]` entry.
+    pub fn location(&self) -> (&str, usize) {
+        (&self.file, self.line)
+    }
+
+    /// Its `description`.
+    pub fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    /// The roles it applies to.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    /// Whether it applies to a requester with these roles.
+    pub fn applies_to(&self, roles: &[String]) -> bool {
+        roles.iter().any(|r| self.roles.contains(r))
+    }
+
+    /// The kinds it looks for, in the order written (without repeats).
+    pub fn kinds(&self) -> &[DetectorKind] {
+        &self.kinds
+    }
+
+    /// How a value holding one of them is masked.
+    pub fn strategy(&self) -> &MaskStrategy {
+        &self.strategy
+    }
+}
+
+// === impl DetectorKind ===
+
+impl DetectorKind {
+    /// Every kind.
+    pub const ALL: [DetectorKind; 5] = [
+        DetectorKind::Card,
+        DetectorKind::Ssn,
+        DetectorKind::Email,
+        DetectorKind::Iban,
+        DetectorKind::Secret,
+    ];
+
+    /// The kind's name as written in rules.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DetectorKind::Card => "card",
+            DetectorKind::Ssn => "ssn",
+            DetectorKind::Email => "email",
+            DetectorKind::Iban => "iban",
+            DetectorKind::Secret => "secret",
+        }
+    }
+
+    /// The kind named `name` in rules.
+    pub fn from_name(name: &str) -> Option<DetectorKind> {
+        DetectorKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+}
+
+impl fmt::Display for DetectorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 // === impl MaskStrategy ===
 
 impl MaskStrategy {
@@ -656,6 +755,9 @@ impl RuleSet {
             for mask in &raw.masks {
                 b.mask(at, mask);
             }
+            for detector in &raw.detectors {
+                b.detector(at, detector);
+            }
         }
         if !b.errors.is_empty() {
             return Err(Error::from_list(b.errors));
@@ -671,13 +773,19 @@ impl RuleSet {
             });
         }
         b.lint();
-        let (roles, rules, masks, warnings) = b.finish();
-        Ok((RuleSet::from_parts(roles, rules, masks), warnings))
+        let (parts, warnings) = b.finish();
+        Ok((RuleSet::from_parts(parts), warnings))
     }
 
     /// Indexes validated parts: for each role and class, the rules that
     /// can match, in order.
-    fn from_parts(roles: Vec<Role>, rules: Vec<Rule>, masks: Vec<MaskRule>) -> RuleSet {
+    fn from_parts(parts: Parts) -> RuleSet {
+        let Parts {
+            roles,
+            rules,
+            masks,
+            detectors,
+        } = parts;
         let roles: BTreeMap<String, Role> =
             roles.into_iter().map(|r| (r.name.clone(), r)).collect();
         let role_index: HashMap<String, usize> = roles
@@ -712,6 +820,7 @@ impl RuleSet {
             role_index,
             by_role,
             masks,
+            detectors,
             default_rule: RuleId::new(DEFAULT_DENY),
         }
     }
@@ -739,6 +848,11 @@ impl RuleSet {
     /// The masks, in file order, for the masking module.
     pub fn masks(&self) -> &[MaskRule] {
         &self.masks
+    }
+
+    /// The content detectors, in file order, for the masking module.
+    pub fn detectors(&self) -> &[DetectorRule] {
+        &self.detectors
     }
 
     /// The id every unmatched request is denied by ([`DEFAULT_DENY`]).

@@ -439,6 +439,107 @@ fn masks_are_parsed_for_the_masker() {
     );
 }
 
+#[test]
+fn detectors_are_parsed_for_the_masker() {
+    let set = ok(
+        "[[rules]]\nid = \"x\"\nroles = [\"agent\"]\naction = \"deny\"\n\
+                  [[detectors]]\ndescription = \"cards and keys\"\nroles = [\"agent\", \"analyst\"]\n\
+                  kinds = [\"card\", \"secret\", \"card\"]\nstrategy = \"partial\"\nkeep_first = 2\n\
+                  [[detectors]]\nroles = [\"dba\"]\nkinds = [\"ssn\", \"email\", \"iban\"]\nstrategy = \"redact\"\n",
+    );
+    let d = set.detectors();
+    assert_eq!(d.len(), 2);
+    assert_eq!(d[0].location(), ("r.toml", 11));
+    assert_eq!(d[0].description(), Some("cards and keys"));
+    assert_eq!(d[0].kinds(), [DetectorKind::Card, DetectorKind::Secret]);
+    assert_eq!(
+        d[0].strategy(),
+        &MaskStrategy::Partial {
+            keep_first: 2,
+            keep_last: 4,
+            text: "***".into()
+        }
+    );
+    assert!(d[0].applies_to(&roles(&["analyst"])));
+    assert!(!d[0].applies_to(&roles(&["dba"])));
+    assert_eq!(d[1].roles(), ["dba"]);
+    assert_eq!(
+        d[1].kinds(),
+        [DetectorKind::Ssn, DetectorKind::Email, DetectorKind::Iban]
+    );
+    assert_eq!(
+        d[1].strategy(),
+        &MaskStrategy::Redact { text: "***".into() }
+    );
+    for kind in DetectorKind::ALL {
+        assert_eq!(DetectorKind::from_name(kind.as_str()), Some(kind));
+    }
+    assert!(
+        ok("[[rules]]\nid = \"x\"\nroles = [\"agent\"]\naction = \"deny\"\n")
+            .detectors()
+            .is_empty()
+    );
+}
+
+#[test]
+fn detector_validation() {
+    let det = |rest: &str| invalid(&format!("[[detectors]]\nroles = [\"agent\"]\n{rest}"));
+    let (line, key, msg) = det("kinds = [\"card\",\n  \"passport\"]\nstrategy = \"redact\"\n");
+    assert_eq!((line, key.as_str()), (10, "detectors.kinds"));
+    assert!(msg.contains("unknown kind `passport`"), "{msg}");
+    assert!(msg.contains("card, ssn, email, iban, secret"), "{msg}");
+    let (line, key, msg) = det("kinds = []\nstrategy = \"redact\"\n");
+    assert_eq!((line, key.as_str()), (9, "detectors.kinds"));
+    assert!(msg.contains("at least one kind"), "{msg}");
+    let (line, key, _) = det("kinds = [\"card\"]\nstrategy = \"scramble\"\n");
+    assert_eq!((line, key.as_str()), (10, "detectors.strategy"));
+    let (line, key, msg) = det("kinds = [\"card\"]\nstrategy = \"hash\"\nkeep_last = 4\n");
+    assert_eq!((line, key.as_str()), (11, "detectors.keep_last"));
+    assert!(msg.contains("does not apply to strategy \"hash\""));
+    let (line, key, _) = det("kinds = [\"card\"]\nstrategy = \"partial\"\nkeep_first = 5000\n");
+    assert_eq!((line, key.as_str()), (11, "detectors.keep_first"));
+    let (line, key, _) = det("kinds = [\"card\"]\nstrategy = \"null\"\ntext = \"x\"\n");
+    assert_eq!((line, key.as_str()), (11, "detectors.text"));
+    let (line, key, _) =
+        invalid("[[detectors]]\nroles = [\"auditor\"]\nkinds = [\"card\"]\nstrategy = \"null\"\n");
+    assert_eq!((line, key.as_str()), (8, "detectors.roles"));
+    let (_, key, _) = det("kinds = [\"card\"]\nstrategy = \"null\"\ncolumns = [\"*.x\"]\n");
+    assert_eq!(key, "columns");
+    let (_, key, _) = det("strategy = \"null\"\n");
+    assert_eq!(key, "kinds");
+    // The masks' strategy keys keep their own section name in errors.
+    let (_, key, _) = invalid(
+        "[[masks]]\nroles = [\"agent\"]\ncolumns = [\"*.ssn\"]\nstrategy = \"null\"\ntext = \"x\"\n",
+    );
+    assert_eq!(key, "masks.text");
+    // Every problem of an entry is reported, in a file with a rule.
+    let e = with_roles(
+        "[[rules]]\nid = \"x\"\nroles = [\"agent\"]\naction = \"deny\"\n\
+         [[detectors]]\nroles = [\"nobody\"]\nkinds = [\"cards\"]\nstrategy = \"hash\"\ntext = \"x\"\n",
+    )
+    .err()
+    .unwrap();
+    let keys: Vec<(usize, String)> = e
+        .iter()
+        .map(|e| match e {
+            Error::Invalid { line, key, .. } => (*line, key.clone()),
+            other => panic!("{other}"),
+        })
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            (12, "detectors.roles".to_owned()),
+            (13, "detectors.kinds".to_owned()),
+            (15, "detectors.text".to_owned())
+        ]
+    );
+    assert!(
+        e.to_string()
+            .contains("r.toml:13: detectors.kinds: unknown kind `cards`")
+    );
+}
+
 // === warnings ===
 
 #[test]
@@ -911,6 +1012,13 @@ fn example_rules_pass_check_with_only_the_intended_warnings() {
     assert_eq!(set.roles_for("alice", &[], &[]), ["dba"]);
     assert_eq!(set.roles_for("agent-7", &[], &[]), ["agent"]);
     assert!(set.masks().len() >= 3);
+    let d = &set.detectors()[0];
+    assert!(d.applies_to(&roles(&["agent"])) && d.applies_to(&roles(&["analyst"])));
+    assert!(!d.applies_to(&roles(&["dba"])));
+    assert_eq!(
+        d.kinds(),
+        [DetectorKind::Card, DetectorKind::Secret, DetectorKind::Iban]
+    );
 }
 
 #[test]

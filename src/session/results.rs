@@ -25,7 +25,7 @@ use super::StatementTracker;
 use super::columns::{ColumnCatalog, Origin, TableColumns};
 use super::enforce::Verdict;
 use super::rules::LiveRules;
-use crate::mask::{self, Applied, CopyFormat, CopyMasker, MaskPlan, RowDescriptionView};
+use crate::mask::{self, CopyFormat, CopyMasker, Detectors, MaskPlan, RowDescriptionView};
 use crate::policy::RuleSet;
 use crate::proto::{Frame, MessageReader, cstr, tag};
 use crate::sql::{
@@ -154,6 +154,8 @@ pub struct ResultMasker {
     missing_tables: Vec<TableName>,
     /// Bumped when DDL passes: prepared statements' plans are made again.
     generation: u64,
+    /// The content detectors of the session's roles, compiled once per rule set.
+    detectors: Option<(Arc<RuleSet>, Option<Arc<Detectors>>)>,
 }
 
 /// Why a result can't be passed on.
@@ -415,6 +417,7 @@ impl ResultMasker {
             missing: Vec::new(),
             missing_tables: Vec::new(),
             generation: 0,
+            detectors: None,
         }
     }
 
@@ -452,9 +455,10 @@ impl ResultMasker {
             // A DataRow inside COPY can't happen; nothing is known about it.
             Active::Copy(_) => mask::null_all(frame.body(), out)?,
         };
-        Ok(match applied {
-            Applied::Untouched => Verdict::Pass,
-            Applied::Rewritten => Verdict::Replace,
+        Ok(if applied.is_rewritten() {
+            Verdict::Replace
+        } else {
+            Verdict::Pass
         })
     }
 
@@ -470,10 +474,13 @@ impl ResultMasker {
         let Active::Copy(copy) = &mut self.active else {
             return Ok(Verdict::Pass);
         };
-        Ok(match copy.apply(frame.body(), &self.key, out)? {
-            Applied::Untouched => Verdict::Pass,
-            Applied::Rewritten => Verdict::Replace,
-        })
+        Ok(
+            if copy.apply(frame.body(), &self.key, out)?.is_rewritten() {
+                Verdict::Replace
+            } else {
+                Verdict::Pass
+            },
+        )
     }
 
     /// Any other server frame: advances the queue and plans results.
@@ -729,8 +736,22 @@ impl ResultMasker {
             lineage(profile),
             current.rules.masks(),
             &current.roles,
-        );
+        )
+        .with_detectors(self.detectors());
         Ok(Planned::Plan((!plan.is_empty()).then(|| Arc::new(plan))))
+    }
+
+    /// The content detectors for the session's roles under the current rules.
+    fn detectors(&mut self) -> Option<Arc<Detectors>> {
+        let current = self.rules.current();
+        match &self.detectors {
+            Some((rules, d)) if Arc::ptr_eq(rules, &current.rules) => d.clone(),
+            _ => {
+                let d = Detectors::for_roles(current.rules.detectors(), &current.roles);
+                self.detectors = Some((Arc::clone(&current.rules), d.clone()));
+                d
+            }
+        }
     }
 
     /// A CopyOutResponse: plans the COPY's rows from the statement's lineage.

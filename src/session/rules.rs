@@ -39,13 +39,14 @@ pub struct Current {
     pub rules: Arc<RuleSet>,
     /// The identity's effective roles.
     pub roles: Vec<String>,
-    /// Some mask rule applies to those roles.
+    /// Some mask rule or content detector applies to those roles.
     pub masked: bool,
 }
 
 impl Current {
     fn new(rules: Arc<RuleSet>, roles: Vec<String>) -> Self {
-        let masked = rules.masks().iter().any(|m| m.applies_to(&roles));
+        let masked = rules.masks().iter().any(|m| m.applies_to(&roles))
+            || rules.detectors().iter().any(|d| d.applies_to(&roles));
         Current {
             rules,
             roles,

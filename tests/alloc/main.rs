@@ -202,3 +202,41 @@ fn masked_results_allocate_nothing_per_row_through_the_server_stage() {
         );
     }
 }
+
+/// Content detectors: scanning rows with no hit allocates nothing (neither the prefilters nor the
+/// regexes and checks that run when a value passes them), nor does rewriting rows with a hit.
+#[test]
+fn detecting_allocates_nothing_per_row() {
+    use pgward::mask::{Applied, Detectors, MaskPlan, apply};
+    use pgward::policy::RuleSet;
+
+    let rules = "[roles.agent]\nmembers = [\"agent-*\"]\n\
+        [[rules]]\nid = \"r\"\nroles = [\"agent\"]\nclasses = [\"read\"]\naction = \"allow\"\n\
+        [[detectors]]\nroles = [\"agent\"]\nkinds = [\"card\", \"ssn\", \"email\", \"iban\", \"secret\"]\nstrategy = \"redact\"\n";
+    let (set, _) = RuleSet::parse(&[("r.toml".to_owned(), rules.to_owned())]).unwrap();
+    let detectors = Detectors::for_roles(set.detectors(), &["agent".to_owned()]);
+    let plan = MaskPlan::from_columns(vec![None; 4]).with_detectors(detectors);
+    // Every value passes some prefilter (digits, `@`, a secret marker) and fails the check.
+    let no_hit = frames::data_row(&[
+        Some(b"4111 1111 1111 1112"),
+        Some(b"2024-05-01 12:34:56.789012+00"),
+        Some(b"jane@localhost AKIA eyJ"),
+        Some(b"DE89 3704 0044 0532 0130 01"),
+    ]);
+    let hit = frames::data_row(&[Some(b"42"), Some(b"4111111111111111"), None, None]);
+    let mut out = BytesMut::with_capacity(1024);
+    let per_rows = |n: usize, body: &[u8], out: &mut BytesMut| {
+        let before = allocations();
+        for _ in 0..n {
+            out.clear();
+            let applied = apply(body, &plan, b"key", out).unwrap();
+            assert_eq!(applied == Applied::Untouched, body == no_hit.as_slice());
+        }
+        allocations() - before
+    };
+    // The first scan may set up the regexes' per-thread caches.
+    per_rows(1, &no_hit, &mut out);
+    assert_eq!(per_rows(10_000, &no_hit, &mut out), 0);
+    per_rows(1, &hit, &mut out);
+    assert_eq!(per_rows(10_000, &hit, &mut out), 0);
+}

@@ -473,3 +473,48 @@ async fn psql_sees_masked_rows_and_copies() {
     assert!(stdout.contains("Ada,\"***6789\""), "{stdout}");
     assert_no_secret("psql", &stdout);
 }
+
+#[tokio::test]
+async fn content_detectors_mask_pii_in_columns_no_rule_names() {
+    let rules = format!(
+        "{RULES}\n[[detectors]]\nroles = [\"agent\"]\nkinds = [\"card\", \"ssn\", \"email\", \"iban\", \"secret\"]\nstrategy = \"redact\"\n"
+    );
+    let h = Harness::new()
+        .identity(AGENT, AGENT_PW, &[])
+        .rules(&rules)
+        .start()
+        .await;
+    pg::direct(&h.database)
+        .await
+        .batch_execute(
+            "CREATE TABLE tickets (id int, body text);
+             INSERT INTO tickets VALUES
+              (1, 'customer paid with 4111 1111 1111 1111 yesterday'),
+              (2, 'key AKIAIOSFODNN7EXAMPLE leaked in a log'),
+              (3, 'refund to DE89 3704 0044 0532 0130 00 please'),
+              (4, 'ssn on file: 219-09-9999, mail joan@secret.test'),
+              (5, 'order 1234-5678 shipped on 2024-05-01');",
+        )
+        .await
+        .unwrap();
+    let agent = h.client_as(AGENT, AGENT_PW).await.unwrap();
+    let rows = simple(&agent, "SELECT id, body FROM tickets ORDER BY id")
+        .await
+        .unwrap();
+    for row in &rows[..4] {
+        assert_eq!(row[1], "***", "{row:?}");
+    }
+    assert_eq!(
+        rows[4][1], "order 1234-5678 shipped on 2024-05-01",
+        "no false hit"
+    );
+    // Extended protocol (binary text) too.
+    let rows = agent
+        .query("SELECT body FROM tickets WHERE id <= 4", &[])
+        .await
+        .unwrap();
+    for row in rows {
+        let body: Option<String> = row.get(0);
+        assert!(body.as_deref().is_none_or(|b| b == "***"), "{body:?}");
+    }
+}
