@@ -470,7 +470,8 @@ async fn psql_sees_masked_rows_and_copies() {
         stdout.contains("Ada|***6789|***@example.com|***"),
         "{stdout}"
     );
-    assert!(stdout.contains("Ada,\"***6789\""), "{stdout}");
+    // A COPY of a query sends computed values: masked as a whole.
+    assert!(stdout.contains("Ada,\"***\""), "{stdout}");
     assert_no_secret("psql", &stdout);
 }
 
