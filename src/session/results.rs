@@ -426,6 +426,30 @@ impl ResultMasker {
         self.pipeline.masking.load(Ordering::Acquire)
     }
 
+    /// Whether the statement whose answers now arrive reads tables while masks apply (its
+    /// errors and notices may quote a masked value). Protocol-level errors of Parse, Bind and
+    /// Describe are about what the client sent, so they don't count.
+    pub fn statement_reads_masked(&self) -> bool {
+        if !self.rules.current().masked {
+            return false;
+        }
+        let q = self.pipeline.lock();
+        let profile = match q.front() {
+            Some(Expect::Query { analysis, .. }) => analysis
+                .statements
+                .get(self.query_statement)
+                .map_or(&*UNKNOWN, |s| &*s.profile),
+            Some(Expect::Execute { profile, .. }) => profile,
+            Some(Expect::FunctionCall) => &*UNKNOWN,
+            _ => return false,
+        };
+        !profile.tables_read.is_empty()
+            || matches!(
+                profile.class,
+                StatementClass::Unknown | StatementClass::Code
+            )
+    }
+
     /// Looks up what [`Verdict::Lookup`] asked for.
     pub async fn fetch(&mut self) {
         let missing = std::mem::take(&mut self.missing);
