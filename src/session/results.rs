@@ -789,10 +789,8 @@ impl ResultMasker {
                 ColumnSource::WholeRow(t) => t,
             };
             match self.catalog.named(table) {
-                Named::Missing => {
-                    if !self.missing_tables.contains(table) {
-                        self.missing_tables.push(table.clone());
-                    }
+                Named::Missing if !self.missing_tables.contains(table) => {
+                    self.missing_tables.push(table.clone());
                 }
                 Named::Known(r) if r.is_view() => any_view = true,
                 Named::Failed => self.views_failed = true,
