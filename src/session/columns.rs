@@ -120,6 +120,15 @@ pub enum Origin {
     Missing,
 }
 
+/// What [`ColumnCatalog::scan`] found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Some source is in a view or materialized view.
+    pub any_view: bool,
+    /// A relation whose lookup failed.
+    pub failed: Option<TableName>,
+}
+
 /// A name's lookup result.
 #[derive(Debug, Clone, Copy)]
 enum NameState {
@@ -278,6 +287,29 @@ impl ColumnCatalog {
             None => out.extend(relation.columns.iter().flat_map(|s| s.iter().cloned())),
         }
         Ok(())
+    }
+
+    /// What the cache knows about the relations of `sources`: whether one is a view, the first
+    /// whose lookup failed; relations not in the cache are added to `missing`.
+    pub fn scan<'s>(
+        &self,
+        sources: impl Iterator<Item = &'s ColumnSource>,
+        missing: &mut Vec<TableName>,
+    ) -> Scan {
+        let mut scan = Scan::default();
+        for source in sources {
+            let table = match source {
+                ColumnSource::Column(c) => &c.table,
+                ColumnSource::WholeRow(t) => t,
+            };
+            match self.named(table) {
+                Named::Missing if !missing.contains(table) => missing.push(table.clone()),
+                Named::Known(r) if r.is_view() => scan.any_view = true,
+                Named::Failed => scan.failed = Some(table.clone()),
+                _ => {}
+            }
+        }
+        scan
     }
 
     /// The columns of a relation in order, as sources (for `COPY t TO STDOUT`).

@@ -24,7 +24,7 @@ use bytes::{BufMut, BytesMut};
 use tracing::info;
 
 use super::StatementTracker;
-use super::columns::{ColumnCatalog, Named};
+use super::columns::ColumnCatalog;
 use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
 use crate::mask::CopyFormat;
@@ -191,27 +191,13 @@ impl ClientStage {
     /// under them, when there are any (so masks on the tables apply through views); `None`
     /// when no view is involved, or when relations must be looked up first (`missing_tables`).
     fn through_views(&mut self, profile: &StatementProfile) -> Option<StatementProfile> {
-        let sources = || {
-            profile
-                .predicate_columns
-                .iter()
-                .chain(&profile.written_sources)
-        };
-        let mut any_view = false;
-        for source in sources() {
-            let table = match source {
-                ColumnSource::Column(c) => &c.table,
-                ColumnSource::WholeRow(t) => t,
-            };
-            match self.catalog.named(table) {
-                Named::Missing if !self.missing_tables.contains(table) => {
-                    self.missing_tables.push(table.clone());
-                }
-                Named::Known(r) if r.is_view() => any_view = true,
-                Named::Failed => self.lookup_failed = Some(table.clone()),
-                _ => {}
-            }
-        }
+        let sources = profile
+            .predicate_columns
+            .iter()
+            .chain(&profile.written_sources);
+        let scan = self.catalog.scan(sources, &mut self.missing_tables);
+        self.lookup_failed = scan.failed;
+        let any_view = scan.any_view;
         if !any_view || !self.missing_tables.is_empty() {
             return None;
         }

@@ -782,21 +782,12 @@ impl ResultMasker {
     /// When a relation could not be looked up, `views_failed` is set: the caller must then
     /// treat the lineage as unknown (fail closed).
     fn through_views(&mut self, lineage: &[OutputColumn]) -> Result<Option<Vec<OutputColumn>>, ()> {
-        let mut any_view = false;
-        for source in lineage.iter().flat_map(|c| c.sources.iter()) {
-            let table = match source {
-                ColumnSource::Column(c) => &c.table,
-                ColumnSource::WholeRow(t) => t,
-            };
-            match self.catalog.named(table) {
-                Named::Missing if !self.missing_tables.contains(table) => {
-                    self.missing_tables.push(table.clone());
-                }
-                Named::Known(r) if r.is_view() => any_view = true,
-                Named::Failed => self.views_failed = true,
-                _ => {}
-            }
-        }
+        let scan = self.catalog.scan(
+            lineage.iter().flat_map(|c| c.sources.iter()),
+            &mut self.missing_tables,
+        );
+        self.views_failed |= scan.failed.is_some();
+        let any_view = scan.any_view;
         if !self.missing_tables.is_empty() {
             return Err(());
         }
