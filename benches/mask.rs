@@ -22,6 +22,7 @@ fn masker(c: &mut Criterion) {
             format: 0,
             rule_index: 0,
             reason: MaskReason::Direct,
+            constant: false,
         }),
         None,
     ]);

@@ -10,7 +10,9 @@
 //! again; a field whose mask is `null` becomes the format's NULL.
 
 use bytes::{BufMut, BytesMut};
-use sqlparser::ast::{CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopyTarget, Statement};
+use sqlparser::ast::{
+    CopyLegacyCsvOption, CopyLegacyOption, CopyOption, CopySource, CopyTarget, Statement,
+};
 use sqlparser::dialect::PostgreSqlDialect;
 use sqlparser::parser::Parser;
 
@@ -39,6 +41,8 @@ pub struct CopyFormat {
     pub header: bool,
     /// An `ENCODING` option: rows are converted to an encoding pgward does not parse.
     pub encoding: bool,
+    /// `COPY table [(columns)]` rather than `COPY (query)`: fields are the columns' own values.
+    pub from_table: bool,
 }
 
 /// Masks the rows of one COPY according to a plan.
@@ -68,6 +72,7 @@ impl Default for CopyFormat {
             null: b"\\N".to_vec(),
             header: false,
             encoding: false,
+            from_table: false,
         }
     }
 }
@@ -88,6 +93,7 @@ pub fn copy_formats(sql: &str) -> Option<Vec<Option<CopyFormat>>> {
 
 fn copy_format(statement: &Statement) -> Option<CopyFormat> {
     let Statement::Copy {
+        source,
         to: true,
         target: CopyTarget::Stdout,
         options,
@@ -97,7 +103,10 @@ fn copy_format(statement: &Statement) -> Option<CopyFormat> {
     else {
         return None;
     };
-    let mut f = CopyFormat::default();
+    let mut f = CopyFormat {
+        from_table: matches!(source, CopySource::Table { .. }),
+        ..CopyFormat::default()
+    };
     let mut null = None;
     let mut delimiter = None;
     let mut escape = None;
@@ -252,7 +261,7 @@ impl CopyMasker {
                         decode(raw, &self.format, &mut self.field);
                     }
                     self.value.clear();
-                    let value = (!is_null).then_some(self.field.as_slice());
+                    let value = (!is_null || m.constant).then_some(self.field.as_slice());
                     write_value(&m.strategy, FORMAT_TEXT, value, key, &mut self.value)?;
                     match self.value.get(4..) {
                         Some(masked) if self.value[..4] != (-1i32).to_be_bytes() => {

@@ -45,6 +45,11 @@ pub struct ColumnMask {
     pub rule_index: usize,
     /// How the column was found to be masked (for audit and messages).
     pub reason: MaskReason,
+    /// The value is computed from a masked one (lineage, a view, unknown origin): the same
+    /// text is written whatever it is, NULL included, so that neither a kept part (`partial`
+    /// of `reverse(ssn)` would show its first digits), equality (`hash`) nor NULL-ness
+    /// (`nullif(ssn, guess)`) tells anything about it.
+    pub constant: bool,
 }
 
 /// Why a column is masked.
@@ -172,6 +177,15 @@ fn text_or(formats: impl Iterator<Item = i16> + Clone) -> Vec<i16> {
     }
 }
 
+/// What the catalog says a field with a table origin holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    /// The table columns its value comes from.
+    pub sources: Arc<[ColumnSource]>,
+    /// It is computed (a view's column) rather than a table column's value itself.
+    pub derived: bool,
+}
+
 /// Builds the plan for one RowDescription.
 ///
 /// `resolve` maps a table OID and attribute number to the column's sources
@@ -181,7 +195,7 @@ fn text_or(formats: impl Iterator<Item = i16> + Clone) -> Vec<i16> {
 /// which those that apply to `roles` are used.
 pub fn plan(
     fields: &RowDescriptionView<'_>,
-    resolve: impl Fn(u32, i16) -> Option<Arc<[ColumnSource]>>,
+    resolve: impl Fn(u32, i16) -> Option<Resolved>,
     lineage: Option<&[OutputColumn]>,
     masks: &[MaskRule],
     roles: &[String],
@@ -221,8 +235,9 @@ pub fn plan(
             };
             let mut found = resolved
                 .as_ref()
-                .and_then(|sources| first_rule(&applicable, sources.iter()))
+                .and_then(|r| first_rule(&applicable, r.sources.iter()))
                 .map(|i| (i, MaskReason::Direct));
+            let derived_view = resolved.as_ref().is_some_and(|r| r.derived);
             // A resolved field is exactly that column's value (the server only reports an
             // origin for plain column references; a view column's origin is its definition), so
             // lineage is for the rest: consulting it here too would mask `id` in
@@ -243,12 +258,15 @@ pub fn plan(
                     // works in either; any other type would be corrupted by text, so it is
                     // nulled, which every driver accepts.
                     let text_like = is_text_like(f.type_oid);
+                    let constant = reason != MaskReason::Direct || derived_view;
+                    let strategy = match (text_like, constant) {
+                        (false, _) => MaskStrategy::Null,
+                        (true, false) => m.strategy().clone(),
+                        (true, true) => constant_strategy(m.strategy()),
+                    };
                     ColumnMask {
-                        strategy: if text_like {
-                            m.strategy().clone()
-                        } else {
-                            MaskStrategy::Null
-                        },
+                        constant: constant && strategy != MaskStrategy::Null,
+                        strategy,
                         format: if text_like { FORMAT_TEXT } else { f.format },
                         rule_index: i,
                         reason,
@@ -261,6 +279,21 @@ pub fn plan(
         columns,
         formats,
         detectors: None,
+    }
+}
+
+/// What a value computed from a masked one becomes: the rule's replacement text (or `***`),
+/// or NULL for a `null` rule. Keeping a part, a domain, a digest or a shape of a computed value
+/// would let the query choose what is kept.
+fn constant_strategy(rule: &MaskStrategy) -> MaskStrategy {
+    match rule {
+        MaskStrategy::Null => MaskStrategy::Null,
+        MaskStrategy::Redact { text } | MaskStrategy::Partial { text, .. } => {
+            MaskStrategy::Redact { text: text.clone() }
+        }
+        MaskStrategy::Hash | MaskStrategy::Email | MaskStrategy::Fake => MaskStrategy::Redact {
+            text: "***".to_owned(),
+        },
     }
 }
 

@@ -73,8 +73,13 @@ pub fn apply(
     // The first hit: (column, rule, kind). Later columns are scanned again when rewriting.
     let mut first_hit = None;
     for (i, field) in Fields::new(row_body, masks.len())?.enumerate() {
-        let Some(value) = field? else { continue };
-        if masks.get(i).is_some_and(Option::is_some) {
+        let mask = masks.get(i).and_then(Option::as_ref);
+        let Some(value) = field? else {
+            // A constant mask hides NULL-ness too.
+            needs_rewrite |= mask.is_some_and(|m| m.constant);
+            continue;
+        };
+        if mask.is_some() {
             needs_rewrite = true;
         } else if let (None, Some(d)) = (first_hit, detectors) {
             first_hit = d.detect(value).map(|(rule, kind)| (i, rule, kind));
@@ -112,7 +117,12 @@ fn rewrite(
     for (i, (field, mask)) in Fields::new(row_body, masks.len())?.zip(masks).enumerate() {
         let field = field?;
         if let Some(m) = mask {
-            write_value(&m.strategy, m.format, field, key, out)?;
+            let value = if m.constant {
+                Some(field.unwrap_or_default())
+            } else {
+                field
+            };
+            write_value(&m.strategy, m.format, value, key, out)?;
             continue;
         }
         let Some(v) = field else {

@@ -150,7 +150,7 @@ const SSN_NULL: &str =
 const EMAIL: &str =
     "[[masks]]\nroles = [\"agent\"]\ncolumns = [\"*.email\"]\nstrategy = \"email\"\n";
 
-fn people_resolve(oid: u32, att: i16) -> Option<std::sync::Arc<[ColumnSource]>> {
+fn people_resolve(oid: u32, att: i16) -> Option<Resolved> {
     let c = match (oid, att) {
         (100, 1) => col("people", "id"),
         (100, 2) => col("people", "ssn"),
@@ -158,7 +158,10 @@ fn people_resolve(oid: u32, att: i16) -> Option<std::sync::Arc<[ColumnSource]>> 
         (200, 1) => col("orders", "id"),
         _ => return None,
     };
-    Some(std::sync::Arc::from(vec![ColumnSource::Column(c)]))
+    Some(Resolved {
+        sources: std::sync::Arc::from(vec![ColumnSource::Column(c)]),
+        derived: false,
+    })
 }
 
 #[test]
@@ -424,6 +427,7 @@ fn ssn_plan(format: i16) -> MaskPlan {
             format,
             rule_index: 0,
             reason: MaskReason::Direct,
+            constant: false,
         }),
         None,
     ])
@@ -585,6 +589,49 @@ fn lineage_uses_the_first_rule_not_the_first_source() {
         p.columns()[0].as_ref().unwrap().strategy,
         MaskStrategy::Null
     );
+}
+
+#[test]
+fn computed_values_become_one_constant_text_null_included() {
+    // `reverse(ssn)` under a partial rule: keeping its last 4 would show ssn's first digits.
+    let masks = masks(SSN_NULL.replace("\"null\"", "\"partial\"").as_str());
+    let body = row_description(&[("reverse", 0, 0, 0)]);
+    let view = RowDescriptionView::parse(&body).unwrap();
+    let lineage = vec![out_col(
+        "reverse",
+        false,
+        vec![ColumnSource::Column(col("people", "ssn"))],
+    )];
+    let p = plan(&view, people_resolve, Some(&lineage), &masks, &agent());
+    let m = p.columns()[0].as_ref().unwrap();
+    assert!(m.constant);
+    assert_eq!(
+        m.strategy,
+        MaskStrategy::Redact {
+            text: "***".to_owned()
+        }
+    );
+    for value in [Some(&b"9876-54-321"[..]), None] {
+        let mut out = BytesMut::new();
+        let row = data_row(&[value]);
+        assert_eq!(apply(&row, &p, KEY, &mut out), Ok(Applied::Rewritten));
+        assert_eq!(
+            parse_frame(&out)[0].as_deref(),
+            Some(&b"***"[..]),
+            "{value:?}"
+        );
+    }
+    // A view's column is computed too, even though the catalog resolves it.
+    let view_resolve = |_, _| {
+        Some(Resolved {
+            sources: std::sync::Arc::from(vec![ColumnSource::Column(col("people", "ssn"))]),
+            derived: true,
+        })
+    };
+    let body = row_description(&[("national_id", 300, 1, 0)]);
+    let view = RowDescriptionView::parse(&body).unwrap();
+    let p = plan(&view, view_resolve, None, &masks, &agent());
+    assert!(p.columns()[0].as_ref().unwrap().constant);
 }
 
 // === content detectors ===

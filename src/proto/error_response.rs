@@ -86,3 +86,103 @@ impl<'a> ErrorFields<'a> {
         }
     }
 }
+
+/// Writes a copy of an ErrorResponse or NoticeResponse (`tag`, `body`) whose message is
+/// `message` and which leaves out every field that may quote data: DETAIL, HINT, CONTEXT
+/// (`W`) and the internal query. Severity, SQLSTATE, position and the schema, table, column,
+/// type and constraint names are kept.
+///
+/// # Errors
+/// When `body` is not a well-formed list of fields; nothing is written then.
+pub fn write_withheld(
+    out: &mut bytes::BytesMut,
+    tag: u8,
+    body: &[u8],
+    message: &str,
+) -> Result<(), super::Error> {
+    use bytes::BufMut;
+    let start = out.len();
+    out.put_u8(tag);
+    out.put_i32(0);
+    let mut r = MessageReader::new(body, "error response");
+    let result = loop {
+        let code = match r.u8() {
+            Ok(c) => c,
+            Err(e) => break Err(e),
+        };
+        if code == 0 {
+            out.put_u8(0);
+            break Ok(());
+        }
+        let value = match r.cstr() {
+            Ok(v) => v,
+            Err(e) => break Err(e),
+        };
+        match code {
+            b'D' | b'H' | b'W' | b'q' | b'p' => {}
+            b'M' => {
+                out.put_u8(code);
+                out.put_slice(message.as_bytes());
+                out.put_u8(0);
+            }
+            _ => {
+                out.put_u8(code);
+                out.put_slice(value);
+                out.put_u8(0);
+            }
+        }
+    };
+    match result {
+        Ok(()) => {
+            let len = (out.len() - start - 1) as i32;
+            out[start + 1..start + 5].copy_from_slice(&len.to_be_bytes());
+            Ok(())
+        }
+        Err(e) => {
+            out.truncate(start);
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn withheld_errors_keep_codes_and_names_and_drop_quoting_fields() {
+        let mut body = Vec::new();
+        for (t, v) in [
+            (b'S', "ERROR"),
+            (b'C', "23505"),
+            (
+                b'M',
+                "duplicate key value violates unique constraint \"people_ssn_key\"",
+            ),
+            (b'D', "Key (ssn)=(123-45-6789) already exists."),
+            (b'W', "SQL function \"f\" statement 1"),
+            (b'n', "people_ssn_key"),
+            (b'P', "8"),
+        ] {
+            body.push(t);
+            body.extend_from_slice(v.as_bytes());
+            body.push(0);
+        }
+        body.push(0);
+        let mut out = bytes::BytesMut::new();
+        write_withheld(&mut out, b'E', &body, "withheld").unwrap();
+        let fields = ErrorFields::parse(&out[5..]).unwrap();
+        assert_eq!((fields.code, fields.message), ("23505", "withheld"));
+        let text = String::from_utf8_lossy(&out);
+        assert!(
+            !text.contains("123-45-6789") && !text.contains("SQL function"),
+            "{text}"
+        );
+        assert!(text.contains("people_ssn_key") && text.contains('8'));
+        assert_eq!(
+            u32::from_be_bytes(out[1..5].try_into().unwrap()) as usize,
+            out.len() - 1
+        );
+        assert!(write_withheld(&mut out, b'E', b"Mno terminator", "x").is_err());
+    }
+}

@@ -11,7 +11,7 @@ pub mod sqlstate;
 mod startup;
 mod write;
 
-pub use error_response::{ErrorFields, Severity, Side, ToErrorResponse};
+pub use error_response::{ErrorFields, Severity, Side, ToErrorResponse, write_withheld};
 pub use frame::{Frame, Frames, HEADER_LEN, Header, parse_header};
 pub use read::{MessageReader, cstr};
 pub use sqlstate::SqlState;

@@ -22,6 +22,7 @@ use std::time::{Duration, Instant};
 use tracing::{debug, warn};
 
 use super::metadata::{self, MetadataPools};
+use crate::mask::Resolved;
 use crate::sql::{
     AnalyzeContext, ColumnRef, ColumnSource, FunctionCatalog, StatementClass, TableName, analyze,
 };
@@ -77,6 +78,8 @@ type RelationRow = (TableName, Vec<(i16, String)>, Option<String>);
 struct Relation {
     /// Index `attnum - 1`; dropped columns hold an empty set.
     columns: Vec<Arc<[ColumnSource]>>,
+    /// A view or materialized view: its columns are computed, not stored values.
+    view: bool,
     fetched: Instant,
 }
 
@@ -108,7 +111,7 @@ impl std::fmt::Debug for ColumnCatalog {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Origin {
     /// The column's sources (one, for a table column).
-    Sources(Arc<[ColumnSource]>),
+    Sources(Resolved),
     /// Looked up and failed, or no such column: unknown.
     Unknown,
     /// Not in the cache: [`ColumnCatalog::fetch`] it first.
@@ -195,7 +198,12 @@ impl ColumnCatalog {
                 .ok()
                 .and_then(|a| a.checked_sub(1))
                 .and_then(|i| r.columns.get(i))
-                .map_or(Origin::Unknown, |s| Origin::Sources(Arc::clone(s))),
+                .map_or(Origin::Unknown, |s| {
+                    Origin::Sources(Resolved {
+                        sources: Arc::clone(s),
+                        derived: r.view,
+                    })
+                }),
             Some(Entry::Failed(at)) if at.elapsed() < FAILURE_TTL => Origin::Unknown,
             _ => Origin::Missing,
         }
@@ -251,6 +259,7 @@ impl ColumnCatalog {
         }
         let mut resolved = Vec::with_capacity(found.len());
         for (oid, (table, attrs, viewdef)) in found {
+            let view = viewdef.is_some();
             let columns = match viewdef {
                 None => table_columns(&table, &attrs),
                 Some(def) => {
@@ -263,6 +272,7 @@ impl ColumnCatalog {
                 oid,
                 Entry::Known(Relation {
                     columns,
+                    view,
                     fetched: now,
                 }),
             ));

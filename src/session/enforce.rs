@@ -458,6 +458,14 @@ impl ServerStage {
                 self.saw_fatal = false;
                 self.results.on_copy_data(frame, out)
             }
+            tag::ERROR_RESPONSE | tag::NOTICE_RESPONSE => {
+                // Asked before the error moves the queue past the statement it belongs to.
+                let withhold = self.results.statement_reads_masked();
+                match self.results.on_frame(frame) {
+                    Ok(Verdict::Pass) => Ok(self.on_message(frame, out, withhold)),
+                    other => other,
+                }
+            }
             _ => match self.results.on_frame(frame) {
                 Ok(Verdict::Pass) => Ok(self.on_other_frame(frame, out)),
                 other => other,
@@ -497,25 +505,7 @@ impl ServerStage {
                 {
                     return Verdict::Pass;
                 }
-                let (rule, message, hint) = match self.refusals.take(self.segments_done) {
-                    Some(r) => (r.denial.rule, r.denial.message, r.denial.hint),
-                    // Not reachable while pgward is the only writer of the token; still never
-                    // let the token's syntax error reach the client.
-                    None => (
-                        "unknown".to_owned(),
-                        "permission denied by pgward".to_owned(),
-                        String::new(),
-                    ),
-                };
-                proto::write_error_response(
-                    out,
-                    Severity::Error,
-                    SqlState::INSUFFICIENT_PRIVILEGE,
-                    &message,
-                    Some(&format!("rule: {rule}")),
-                    Some(&hint).filter(|h| !h.is_empty()).map(String::as_str),
-                );
-                Verdict::Replace
+                self.rewrite_refusal(out)
             }
             _ => {
                 self.saw_fatal = false;
@@ -524,10 +514,73 @@ impl ServerStage {
         }
     }
 
+    /// An ErrorResponse or NoticeResponse: pgward's refusals become its own error; while masks
+    /// apply, a message about a statement that reads tables is withheld when it may quote a
+    /// value (`invalid input syntax for type integer: "123-45-6789"`, a duplicate key's
+    /// DETAIL, a function's NOTICE).
+    fn on_message(&mut self, frame: &Frame<'_>, out: &mut BytesMut, withhold: bool) -> Verdict {
+        let verdict = self.on_other_frame(frame, out);
+        if verdict != Verdict::Pass || !withhold {
+            return verdict;
+        }
+        let Ok(fields) = ErrorFields::parse(frame.body()) else {
+            return Verdict::Pass;
+        };
+        if !may_quote_data(fields.code) {
+            return Verdict::Pass;
+        }
+        let message = format!(
+            "the server's message is withheld by pgward: it may quote a masked value (SQLSTATE {})",
+            fields.code
+        );
+        match proto::write_withheld(out, frame.tag(), frame.body(), &message) {
+            Ok(()) => Verdict::Replace,
+            Err(_) => Verdict::Pass,
+        }
+    }
+
+    /// The server's syntax error for a refusal's replacement, as pgward's own error.
+    fn rewrite_refusal(&mut self, out: &mut BytesMut) -> Verdict {
+        let (rule, message, hint) = match self.refusals.take(self.segments_done) {
+            Some(r) => (r.denial.rule, r.denial.message, r.denial.hint),
+            // Not reachable while pgward is the only writer of the token; still never let the
+            // token's syntax error reach the client.
+            None => (
+                "unknown".to_owned(),
+                "permission denied by pgward".to_owned(),
+                String::new(),
+            ),
+        };
+        proto::write_error_response(
+            out,
+            Severity::Error,
+            SqlState::INSUFFICIENT_PRIVILEGE,
+            &message,
+            Some(&format!("rule: {rule}")),
+            Some(&hint).filter(|h| !h.is_empty()).map(String::as_str),
+        );
+        Verdict::Replace
+    }
+
     /// Whether a frame of this type may be streamed through unseen when it is very large: only
     /// while nothing in the session is masked (a masked row must be seen whole).
     pub fn may_stream(&self, frame_tag: u8) -> bool {
         matches!(frame_tag, tag::COPY_DATA | tag::DATA_ROW) && !self.results.masking()
+    }
+}
+
+/// Whether an error or notice of this SQLSTATE may quote a value: data exceptions (`22…`,
+/// invalid input, out of range), integrity violations (`23…`, a key's DETAIL), undefined
+/// objects, which a value can name through a cast (`ssn::regclass`; so all of `42…` but
+/// syntax, privilege and undefined-column errors, whose names come from the query text),
+/// raised messages (`P0…`,
+/// and the `00`/`01` of a NOTICE or WARNING), and internal errors.
+fn may_quote_data(code: &str) -> bool {
+    let class = code.get(..2).unwrap_or("");
+    match class {
+        "42" => !matches!(code, "42601" | "42501" | "42703"),
+        "00" | "01" | "22" | "23" | "2F" | "38" | "39" | "P0" | "XX" | "HV" => true,
+        _ => false,
     }
 }
 

@@ -426,6 +426,30 @@ impl ResultMasker {
         self.pipeline.masking.load(Ordering::Acquire)
     }
 
+    /// Whether the statement whose answers now arrive reads tables while masks apply (its
+    /// errors and notices may quote a masked value). Protocol-level errors of Parse, Bind and
+    /// Describe are about what the client sent, so they don't count.
+    pub fn statement_reads_masked(&self) -> bool {
+        if !self.rules.current().masked {
+            return false;
+        }
+        let q = self.pipeline.lock();
+        let profile = match q.front() {
+            Some(Expect::Query { analysis, .. }) => analysis
+                .statements
+                .get(self.query_statement)
+                .map_or(&*UNKNOWN, |s| &*s.profile),
+            Some(Expect::Execute { profile, .. }) => profile,
+            Some(Expect::FunctionCall) => &*UNKNOWN,
+            _ => return false,
+        };
+        !profile.tables_read.is_empty()
+            || matches!(
+                profile.class,
+                StatementClass::Unknown | StatementClass::Code
+            )
+    }
+
     /// Looks up what [`Verdict::Lookup`] asked for.
     pub async fn fetch(&mut self) {
         let missing = std::mem::take(&mut self.missing);
@@ -792,13 +816,25 @@ impl ResultMasker {
             },
             None => None,
         };
-        // Planned as text fields with no table origin, so that lineage decides.
-        let description = text_fields(columns);
+        // Planned as text fields. A COPY of a table sends its columns' values themselves: each
+        // field gets a stand-in origin that resolves to its column. A COPY of a query sends
+        // computed values: no origin, so lineage decides and masks them as a whole.
+        let from_table = format.as_ref().is_some_and(|f| f.from_table) && lineage.is_some();
+        let description = text_fields(columns, from_table);
         let view = RowDescriptionView::parse(&description)?;
         let current = self.rules.current();
+        let resolve = |_, attnum: i16| {
+            let column = lineage
+                .as_ref()?
+                .get(usize::try_from(attnum).ok()?.checked_sub(1)?)?;
+            Some(mask::Resolved {
+                sources: column.sources.iter().cloned().collect(),
+                derived: false,
+            })
+        };
         let plan = mask::plan(
             &view,
-            |_, _| None,
+            resolve,
             lineage.as_deref(),
             current.rules.masks(),
             &current.roles,
@@ -921,14 +957,21 @@ fn lineage(p: &StatementProfile) -> Option<&[OutputColumn]> {
     None
 }
 
-/// A RowDescription body of `n` text fields with no table origin.
-fn text_fields(n: usize) -> Vec<u8> {
+/// A RowDescription body of `n` text fields: with no table origin, or with `with_origin` a
+/// stand-in one (table OID 1, attribute numbers 1…n).
+fn text_fields(n: usize, with_origin: bool) -> Vec<u8> {
+    let n = n.min(i16::MAX as usize);
     let mut b = Vec::with_capacity(2 + n * 19);
-    b.extend_from_slice(&(n.min(u16::MAX as usize) as u16).to_be_bytes());
-    for _ in 0..n.min(u16::MAX as usize) {
+    b.extend_from_slice(&(n as u16).to_be_bytes());
+    for i in 0..n {
         b.push(0); // empty name
-        b.extend_from_slice(&0u32.to_be_bytes());
-        b.extend_from_slice(&0i16.to_be_bytes());
+        let (oid, attnum) = if with_origin {
+            (1u32, i as i16 + 1)
+        } else {
+            (0, 0)
+        };
+        b.extend_from_slice(&oid.to_be_bytes());
+        b.extend_from_slice(&attnum.to_be_bytes());
         b.extend_from_slice(&25u32.to_be_bytes());
         b.extend_from_slice(&(-1i16).to_be_bytes());
         b.extend_from_slice(&(-1i32).to_be_bytes());

@@ -157,6 +157,7 @@ fn masking_allocates_nothing_per_row() {
             format: 0,
             rule_index: 0,
             reason: MaskReason::Direct,
+            constant: false,
         }),
     ]);
     let (untouched, masked) = (row(None), row(Some(b"123-45-6789")));
