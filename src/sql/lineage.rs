@@ -7,8 +7,9 @@
 //! a catalog (base tables, `*` expansions).
 //!
 //! Also owns which parts of an expression steer its value without being it
-//! (CASE conditions, FILTER, window and aggregate ordering: predicate
-//! columns) and which calls may store their arguments (written sources).
+//! (CASE conditions, FILTER, window and aggregate ordering, and the oracles
+//! of [`super::oracle`]: predicate columns) and which calls may store their
+//! arguments (written sources).
 //!
 //! # Security
 //! Lineage feeds the masker, so it over-approximates: a bare column that
@@ -31,6 +32,7 @@ use sqlparser::ast::{
 
 use super::AnalyzeContext;
 use super::class::{call_stores_arguments, config_arg};
+use super::oracle;
 use super::profile::{ColumnRef, ColumnSource, OutputColumn, StatementProfile, TableName};
 
 /// A relation visible in a FROM scope.
@@ -329,8 +331,10 @@ impl<'c, 'a> Walker<'c, 'a> {
     /// subqueries inside it are walked with the current scopes.
     ///
     /// Parts of `node` that steer a value without being it (CASE
-    /// conditions, FILTER, window and aggregate ordering) are also recorded
-    /// as predicate columns, and the arguments of calls that may store them
+    /// conditions, FILTER, window and aggregate ordering) or that it
+    /// reveals otherwise (comparisons, casts that may fail, divisors,
+    /// set-returning calls: [`super::oracle`]) are also recorded as
+    /// predicate columns, and the arguments of calls that may store them
     /// as written sources.
     pub fn sources<V: Visit>(&mut self, node: &V) -> BTreeSet<ColumnSource> {
         let mut collector = Collector {
@@ -412,6 +416,19 @@ impl Collector<'_, '_, '_> {
         self.steers.insert(e);
     }
 
+    /// Marks `part` of the expression being entered, `current`, as
+    /// revealed by an oracle ([`oracle::revealed_parts`]): a steering part.
+    fn reveals(&mut self, part: &Expr, current: &Expr) {
+        if std::ptr::eq(part, current) {
+            // Entered right away: this node was already looked up.
+            if self.steers.insert(current) {
+                self.steering += 1;
+            }
+        } else {
+            self.steers(part);
+        }
+    }
+
     /// Marks the parts of a call that steer its value, and the whole call
     /// when it may store its arguments.
     fn mark_call(&mut self, e: &Expr, f: &Function) {
@@ -490,6 +507,8 @@ impl Visitor for Collector<'_, '_, '_> {
         if self.stored.contains(&here) {
             self.storing += 1;
         }
+        // Before the `t.*` arguments below are added: they may be revealed too.
+        oracle::revealed_parts(expr, |part| self.reveals(part, expr));
         match expr {
             Expr::Identifier(id) => {
                 let s = self.walker.resolve_bare(&fold(id));

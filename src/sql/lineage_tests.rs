@@ -405,3 +405,296 @@ fn written_sources_in_json_and_text() {
     );
     assert!(explain::render_text(&p).contains("copies:         public.people.ssn"));
 }
+
+/// Asserts that each statement does (`want`) or does not report `source`
+/// as a predicate column.
+fn assert_predicate(want: bool, source: &ColumnSource, statements: &[&str]) {
+    for sql in statements {
+        let p = profile(sql);
+        assert_eq!(
+            p.predicate_columns.contains(source),
+            want,
+            "{sql}: {:?}",
+            p.predicate_columns
+        );
+    }
+}
+
+#[test]
+fn output_comparisons_are_predicates() {
+    let ssn = col("people", "ssn");
+    assert_predicate(
+        true,
+        &ssn,
+        &[
+            "SELECT ssn = '123' FROM people",
+            "SELECT '123' <> ssn FROM people",
+            "SELECT name, (ssn < '5'), (ssn >= '1') FROM people",
+            "SELECT upper(ssn) > 'A' FROM people",
+            "SELECT ssn LIKE '1%', ssn NOT ILIKE '1%' FROM people",
+            "SELECT ssn SIMILAR TO '1%' FROM people",
+            "SELECT ssn ~ '^1', ssn ~* '^1', ssn !~ '^1', ssn !~* '^1' FROM people",
+            "SELECT ssn ~~ '1%' FROM people",
+            "SELECT ssn ^@ '1' FROM people",
+            "SELECT ssn IN ('1', '2') FROM people",
+            "SELECT ssn IN (SELECT '1') FROM people",
+            "SELECT 'x' IN (SELECT ssn FROM people)",
+            "SELECT (SELECT ssn FROM people LIMIT 1) = 'x'",
+            "SELECT ssn BETWEEN '1' AND '2' FROM people",
+            "SELECT ssn IS DISTINCT FROM '1', ssn IS NOT DISTINCT FROM '2' FROM people",
+            "SELECT ssn = ANY (ARRAY['1', '2']) FROM people",
+            "SELECT ssn <> ALL (ARRAY['1', '2']) FROM people",
+            "SELECT ARRAY[ssn] @> ARRAY['1'] FROM people",
+            "SELECT ssn OPERATOR(pg_catalog.=) '1' FROM people",
+            "SELECT 1 / (ssn = '123')::int FROM people",
+            "SELECT nullif(ssn, 'x') FROM people",
+            "SELECT nullif('x', ssn) FROM people",
+            "SELECT greatest(ssn, '5'), least(ssn, '5') FROM people",
+            "SELECT position('1' IN ssn) FROM people",
+            "SELECT strpos(ssn, '1'), starts_with(ssn, '1') FROM people",
+            "SELECT regexp_like(ssn, '^1'), regexp_count(ssn, '1') FROM people",
+            "SELECT regexp_match(ssn, '^1'), regexp_instr(ssn, '1') FROM people",
+            "SELECT regexp_substr(ssn, '^1') FROM people",
+            "SELECT array_position(ARRAY['1'], ssn) FROM people",
+            "SELECT pg_input_is_valid(ssn, 'int') FROM people",
+            "SELECT substring(ssn from '^1') FROM people",
+            "SELECT substring(ssn, '^1') FROM people",
+            // An ascii or a length is a masked output, until it is compared.
+            "SELECT ascii(ssn) = 49 FROM people",
+            "SELECT length(ssn) > 10 FROM people",
+        ],
+    );
+    // Both operands count.
+    let p = profile("SELECT name = ssn FROM people");
+    assert!(p.predicate_columns.contains(&col("people", "name")));
+    assert!(p.predicate_columns.contains(&ssn));
+    // Comparisons on other columns, and values that compare nothing.
+    assert_predicate(
+        false,
+        &ssn,
+        &[
+            "SELECT CASE WHEN id = 1 THEN ssn END FROM people",
+            "SELECT CASE WHEN id = 1 THEN ssn ELSE email END FROM people",
+            "SELECT ssn, id = 1, id IN (1, 2), name LIKE 'a%' FROM people",
+            "SELECT nullif(name, 'x'), greatest(id, 2), ssn FROM people",
+            "SELECT coalesce(ssn, 'x') FROM people",
+            "SELECT substring(ssn from 1 for 3), substring(ssn, 1, 3) FROM people",
+            "SELECT substring(ssn from length(ssn) - 3) FROM people",
+            "SELECT ssn IS NULL FROM people",
+        ],
+    );
+}
+
+#[test]
+fn casts_that_may_fail_are_predicates() {
+    let ssn = col("people", "ssn");
+    assert_predicate(
+        true,
+        &ssn,
+        &[
+            "SELECT ssn::int FROM people",
+            "SELECT CAST(ssn AS uuid) FROM people",
+            "SELECT ssn::regclass FROM people",
+            "SELECT ssn::date, ssn::timestamptz FROM people",
+            "SELECT ssn::json FROM people",
+            "SELECT ssn::jsonb FROM people",
+            "SELECT ssn::numeric(10, 2) FROM people",
+            "SELECT ssn::boolean FROM people",
+            "SELECT ssn::bytea FROM people",
+            "SELECT ssn::text[] FROM people",
+            "SELECT ssn::my_domain FROM people",
+            "SELECT (ssn || '')::text::int FROM people",
+            "SELECT upper(ssn)::inet FROM people",
+            "SELECT int4(ssn), date(ssn) FROM people",
+            "SELECT to_number(ssn, '999') FROM people",
+            "SELECT to_date(ssn, 'YYYY') FROM people",
+            "SELECT to_timestamp(ssn, 'YYYY') FROM people",
+            "SELECT to_regclass(ssn) FROM people",
+            "SELECT now() AT TIME ZONE ssn FROM people",
+        ],
+    );
+    assert_predicate(
+        false,
+        &ssn,
+        &[
+            "SELECT ssn::text, ssn::varchar, ssn::varchar(100) FROM people",
+            "SELECT ssn::char(20), ssn::character(3), ssn::bpchar FROM people",
+            "SELECT ssn::character varying, ssn::name, ssn::citext FROM people",
+            "SELECT ssn::pg_catalog.text, ssn::pg_catalog.varchar FROM people",
+            "SELECT CAST(ssn AS text), CAST(ssn AS varchar(5)) FROM people",
+            "SELECT (ssn || '')::text, ssn::text::varchar FROM people",
+            "SELECT text(ssn), varchar(ssn) FROM people",
+            "SELECT ROW(p.*)::text, p::text FROM people p",
+            "SELECT id::int, ssn FROM people",
+            "SELECT to_char(id, '999'), ssn FROM people",
+        ],
+    );
+}
+
+#[test]
+fn divisors_and_domain_errors_are_predicates() {
+    let ssn = col("people", "ssn");
+    assert_predicate(
+        true,
+        &ssn,
+        &[
+            "SELECT 1 / length(ssn) FROM people",
+            "SELECT 10 % ascii(ssn) FROM people",
+            "SELECT 100 / (ascii(ssn) - 49) FROM people",
+            "SELECT div(10, ascii(ssn)), mod(10, length(ssn)) FROM people",
+            "SELECT 1.0 / (SELECT ascii(ssn) FROM people WHERE id = 1)",
+            "SELECT sqrt(ascii(ssn) - 50), ln(ascii(ssn) - 49) FROM people",
+            "SELECT |/ (ascii(ssn) - 50) FROM people",
+            "SELECT 0 ^ (ascii(ssn) - 50) FROM people",
+            "SELECT chr(ascii(ssn) - 49) FROM people",
+            "SELECT format(ssn) FROM people",
+            // NULL when the key or index misses.
+            "SELECT (ARRAY['a'])[ascii(ssn) - 48] FROM people",
+            "SELECT (ARRAY['a', 'b'])[1:ascii(ssn) - 48] FROM people",
+            "SELECT '{\"1\": 1}'::jsonb -> ssn FROM people",
+            "SELECT jsonb_extract_path('{}'::jsonb, ssn) FROM people",
+        ],
+    );
+    // The dividend, and arithmetic that cannot fail on a value, are outputs.
+    assert_predicate(
+        false,
+        &ssn,
+        &[
+            "SELECT length(ssn) / 2, ascii(ssn) % 10 FROM people",
+            "SELECT div(length(ssn), 2), mod(ascii(ssn), 10) FROM people",
+            "SELECT ascii(ssn) + 0, length(ssn) * 2 FROM people",
+            "SELECT ascii(ssn), length(ssn), char_length(ssn) FROM people",
+            "SELECT octet_length(ssn), bit_length(ssn) FROM people",
+            "SELECT length(ssn) / id FROM people",
+            "SELECT format('%s/%s', ssn, email) FROM people",
+            "SELECT to_jsonb(p) ->> 'ssn', to_jsonb(p) -> 'email' FROM people p",
+            "SELECT (string_to_array(ssn, '-'))[1] FROM people",
+        ],
+    );
+}
+
+#[test]
+fn set_returning_arguments_are_predicates() {
+    let ssn = col("people", "ssn");
+    assert_predicate(
+        true,
+        &ssn,
+        &[
+            "SELECT generate_series(1, (SELECT ascii(ssn) FROM people WHERE id = 1))",
+            "SELECT generate_series(1, ascii(ssn)) FROM people",
+            "SELECT unnest(ARRAY[ssn]) FROM people",
+            "SELECT unnest(string_to_array(ssn, '-')) FROM people",
+            "SELECT regexp_split_to_table(ssn, '-') FROM people",
+            "SELECT regexp_matches(ssn, '\\d', 'g') FROM people",
+            "SELECT string_to_table(ssn, '-') FROM people",
+            "SELECT jsonb_array_elements(to_jsonb(ARRAY[ssn])) FROM people",
+            "SELECT jsonb_array_elements_text(to_jsonb(ARRAY[ssn])) FROM people",
+            "SELECT json_array_elements(to_json(ARRAY[ssn])) FROM people",
+            "SELECT json_array_elements_text(to_json(ARRAY[ssn])) FROM people",
+            "SELECT jsonb_each(jsonb_build_object(ssn, 1)) FROM people",
+            "SELECT jsonb_each_text(jsonb_build_object('k', ssn)) FROM people",
+            "SELECT json_each(json_build_object(ssn, 1)) FROM people",
+            "SELECT json_each_text(json_build_object(ssn, 1)) FROM people",
+            "SELECT jsonb_object_keys(jsonb_build_object(ssn, 1)) FROM people",
+            "SELECT json_object_keys(json_build_object(ssn, 1)) FROM people",
+            "SELECT generate_subscripts(string_to_array(ssn, '-'), 1) FROM people",
+            "SELECT upper(unnest(ARRAY[ssn])) FROM people",
+            // FROM, as before.
+            "SELECT * FROM people p, unnest(ARRAY[p.ssn])",
+            "SELECT * FROM people p, LATERAL regexp_split_to_table(p.ssn, '-')",
+        ],
+    );
+    // Arrays and aggregates are one value: a masked output.
+    assert_predicate(
+        false,
+        &ssn,
+        &[
+            "SELECT string_to_array(ssn, '-'), regexp_split_to_array(ssn, '-') FROM people",
+            "SELECT ARRAY[ssn], array_agg(ssn), json_agg(ssn) FROM people",
+            "SELECT generate_series(1, id), ssn FROM people",
+            "SELECT unnest(ARRAY[name]), ssn FROM people",
+        ],
+    );
+}
+
+#[test]
+fn distinct_aggregates_are_predicates() {
+    let ssn = col("people", "ssn");
+    assert_predicate(
+        true,
+        &ssn,
+        &[
+            "SELECT count(DISTINCT ssn) FROM people",
+            "SELECT string_agg(DISTINCT ssn, ',') FROM people",
+            "SELECT array_agg(DISTINCT upper(ssn)) FROM people",
+            "SELECT count(DISTINCT (id, ssn)) FROM people",
+        ],
+    );
+    assert!(
+        profile("SELECT count(DISTINCT p) FROM people p")
+            .predicate_columns
+            .contains(&whole("people"))
+    );
+    assert_predicate(
+        false,
+        &ssn,
+        &[
+            "SELECT count(ssn), string_agg(ssn, ','), array_agg(ssn) FROM people",
+            "SELECT count(DISTINCT id), max(ssn) FROM people",
+            "SELECT count(ALL ssn) FROM people",
+        ],
+    );
+}
+
+#[test]
+fn oracles_count_wherever_they_are() {
+    let ssn = col("people", "ssn");
+    assert_predicate(
+        true,
+        &ssn,
+        &[
+            "DELETE FROM people WHERE id = 1 RETURNING ssn::int",
+            "UPDATE people SET name = 'x' WHERE id = 1 RETURNING nullif(ssn, '1')",
+            "INSERT INTO t (a) VALUES (1) RETURNING (SELECT ssn::int FROM people LIMIT 1)",
+            "VALUES ((SELECT ssn::int FROM people LIMIT 1))",
+            "SELECT upper(lower(nullif(ssn, '1'))) FROM people",
+            "SELECT coalesce(ssn::int, 0) FROM people",
+            "SELECT (SELECT (SELECT 1 / length(p.ssn)) FROM people p LIMIT 1)",
+            "SELECT x FROM (SELECT ssn::int AS x FROM people) s",
+            "WITH c AS (SELECT ssn ~ '^1' AS m FROM people) SELECT 1 FROM c",
+            "SELECT l.x FROM people p, LATERAL (SELECT p.ssn::int AS x) l",
+            "SELECT CASE WHEN id = 1 THEN ssn::int END FROM people",
+            "SELECT sum(length(ssn) / length(ssn)) FROM people",
+            "SELECT 1 FROM people GROUP BY id HAVING count(DISTINCT ssn) > 0",
+            "UPDATE people SET name = (ssn = '1')::text",
+        ],
+    );
+}
+
+#[test]
+fn plain_outputs_are_not_predicates() {
+    assert_predicate(
+        false,
+        &col("people", "ssn"),
+        &[
+            "SELECT upper(ssn) FROM people",
+            "SELECT substr(ssn, 1, 3) FROM people",
+            "SELECT ssn || '' FROM people",
+            "SELECT length(ssn) FROM people",
+            "SELECT md5(ssn) FROM people",
+            "SELECT string_agg(ssn, ',') FROM people",
+            "SELECT coalesce(ssn, 'x') FROM people",
+            "SELECT CASE WHEN id = 1 THEN ssn END FROM people",
+            "SELECT replace(ssn, '-', ''), reverse(ssn), left(ssn, 6) FROM people",
+            "SELECT to_json(ssn), ARRAY[ssn, phone], row(ssn, name) FROM people",
+            "SELECT encode(convert_to(ssn, 'UTF8'), 'base64') FROM people",
+            "SELECT min(ssn), max(ssn) FROM people",
+            "DELETE FROM people WHERE id = 1 RETURNING upper(ssn)",
+        ],
+    );
+    assert_predicate(
+        false,
+        &whole("people"),
+        &["SELECT row_to_json(p), to_jsonb(p) FROM people p"],
+    );
+}

@@ -58,6 +58,7 @@ mod fallback;
 mod lexer;
 mod lineage;
 mod normalize;
+mod oracle;
 mod profile;
 mod select;
 mod statement;

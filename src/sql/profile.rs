@@ -196,9 +196,15 @@ pub struct StatementProfile {
     /// BY/ORDER BY/frames, LIMIT/OFFSET/FETCH, CASE operands and WHEN
     /// conditions, aggregate FILTER, ORDER BY and WITHIN GROUP, arguments of
     /// functions in FROM (they decide how many rows there are), ON CONFLICT
-    /// targets, MERGE conditions and EXECUTE parameters; at any depth (CTEs,
-    /// subqueries, the WHERE of UPDATE and DELETE). A subquery in one of these
-    /// places contributes its own output sources as well.
+    /// targets, MERGE conditions and EXECUTE parameters; and, wherever they
+    /// occur (select list, RETURNING, VALUES, arguments), the operands of
+    /// oracles, whose answer shows through an error, NULL-ness or a row count
+    /// even when the output is masked: comparisons (`=`, LIKE, regex, IN,
+    /// BETWEEN, `nullif`, `greatest`, `strpos`, …), casts to non-text types
+    /// and parsers (`ssn::int`, `to_date`), divisors, set-returning calls and
+    /// aggregates over DISTINCT. All at any depth (CTEs, subqueries, the WHERE
+    /// of UPDATE and DELETE). A subquery in one of these places contributes
+    /// its own output sources as well.
     pub predicate_columns: BTreeSet<ColumnSource>,
     /// Table columns whose values the statement may copy somewhere a later
     /// statement can read them back: into a table (INSERT … SELECT/VALUES,
