@@ -62,10 +62,9 @@ const VIEW_DEPENDENCIES: &str = "WITH RECURSIVE deps(ref, att) AS ( \
        ON a.attrelid = deps.ref AND a.attnum = deps.att AND deps.att > 0 \
      WHERE c.relkind <> 'v'";
 
-/// The columns of a table named in a statement (for `COPY t TO STDOUT`), in order.
-const TABLE_COLUMNS: &str = "SELECT a.attname::text FROM pg_catalog.pg_attribute a \
-     WHERE a.attrelid = pg_catalog.to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped \
-     ORDER BY a.attnum";
+/// Relations named in statements, to their OIDs (NULL when there is no such relation).
+const NAMES: &str =
+    "SELECT n, pg_catalog.to_regclass(n)::oid FROM pg_catalog.unnest($1::text[]) AS n";
 
 /// Each column's sources, in attribute order.
 pub type Columns = Arc<[Arc<[ColumnSource]>]>;
@@ -73,11 +72,13 @@ pub type Columns = Arc<[Arc<[ColumnSource]>]>;
 /// A relation as read from `pg_class`: its name, its live columns, a view's definition.
 type RelationRow = (TableName, Vec<(i16, String)>, Option<String>);
 
-/// The sources of one relation's columns, by attribute number.
+/// One relation's columns: names and sources by attribute number.
 #[derive(Debug)]
-struct Relation {
+pub struct Relation {
     /// Index `attnum - 1`; dropped columns hold an empty set.
     columns: Vec<Arc<[ColumnSource]>>,
+    /// Index `attnum - 1`; dropped columns hold an empty name.
+    names: Vec<String>,
     /// A view or materialized view: its columns are computed, not stored values.
     view: bool,
     fetched: Instant,
@@ -85,7 +86,7 @@ struct Relation {
 
 #[derive(Debug)]
 enum Entry {
-    Known(Relation),
+    Known(Arc<Relation>),
     Failed(Instant),
 }
 
@@ -95,8 +96,9 @@ pub struct ColumnCatalog {
     pools: Arc<MetadataPools>,
     functions: Arc<FunctionCatalog>,
     entries: Mutex<HashMap<u32, Entry>>,
-    /// Columns of tables by name (for COPY), or `None` when the lookup failed.
-    tables: Mutex<HashMap<TableName, (Instant, Option<Columns>)>>,
+    /// Relations named in statements, to their OIDs; `None` when there is no such relation
+    /// (a CTE's name) or the lookup failed.
+    names: Mutex<HashMap<TableName, (Instant, NameState)>>,
 }
 
 impl std::fmt::Debug for ColumnCatalog {
@@ -118,15 +120,43 @@ pub enum Origin {
     Missing,
 }
 
-/// What the cache knows about a table's columns.
+/// What [`ColumnCatalog::scan`] found.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Some source is in a view or materialized view.
+    pub any_view: bool,
+    /// A relation whose lookup failed.
+    pub failed: Option<TableName>,
+}
+
+/// A name's lookup result.
+#[derive(Debug, Clone, Copy)]
+enum NameState {
+    Relation(u32),
+    NoRelation,
+    Failed,
+}
+
+/// What the cache knows about a relation named in a statement.
 #[derive(Debug, Clone)]
-pub enum TableColumns {
-    /// Each column's sources, in order.
-    Known(Columns),
-    /// Looked up and failed, or no such table.
+pub enum Named {
+    /// The relation.
+    Known(Arc<Relation>),
+    /// No such relation (a CTE's name).
     Unknown,
-    /// Not in the cache: [`ColumnCatalog::fetch_tables`] it first.
+    /// The lookup failed: nothing is known (fail closed).
+    Failed,
+    /// Not in the cache: [`ColumnCatalog::fetch_names`] it first.
     Missing,
+}
+
+// === impl Relation ===
+
+impl Relation {
+    /// A view or materialized view.
+    pub fn is_view(&self) -> bool {
+        self.view
+    }
 }
 
 // === impl ColumnCatalog ===
@@ -139,55 +169,153 @@ impl ColumnCatalog {
             pools,
             functions,
             entries: Mutex::new(HashMap::new()),
-            tables: Mutex::new(HashMap::new()),
+            names: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The columns of `table` in order, as far as the cache knows.
-    pub fn columns_of(&self, table: &TableName) -> TableColumns {
-        let tables = self.tables.lock().unwrap_or_else(PoisonError::into_inner);
-        match tables.get(table) {
-            Some((at, Some(c))) if at.elapsed() < TTL => TableColumns::Known(Arc::clone(c)),
-            Some((at, None)) if at.elapsed() < FAILURE_TTL => TableColumns::Unknown,
-            _ => TableColumns::Missing,
-        }
-    }
-
-    /// Looks up the columns of `tables` by name; failures are cached as unknown.
-    pub async fn fetch_tables(&self, tables: &[TableName]) {
-        for table in tables {
-            let found = match self.try_fetch_table(table).await {
-                Ok(c) if !c.is_empty() => Some(c),
-                Ok(_) => None,
-                Err(e) => {
-                    warn!(database = %self.database, table = %table, error = %e, "Table columns unavailable");
-                    None
+    /// The relation named `table`, as far as the cache knows.
+    pub fn named(&self, table: &TableName) -> Named {
+        let oid = {
+            let names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            match names.get(table) {
+                Some((at, NameState::Relation(oid))) if at.elapsed() < TTL => *oid,
+                Some((at, NameState::NoRelation)) if at.elapsed() < TTL => return Named::Unknown,
+                Some((at, NameState::Failed)) if at.elapsed() < FAILURE_TTL => {
+                    return Named::Failed;
                 }
-            };
-            self.tables
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .insert(table.clone(), (Instant::now(), found));
+                _ => return Named::Missing,
+            }
+        };
+        match self.lock().get(&oid) {
+            Some(Entry::Known(r)) if r.fetched.elapsed() < TTL => Named::Known(Arc::clone(r)),
+            Some(Entry::Failed(at)) if at.elapsed() < FAILURE_TTL => Named::Failed,
+            _ => Named::Missing,
         }
     }
 
-    async fn try_fetch_table(&self, table: &TableName) -> Result<Columns, metadata::Error> {
-        let client = self.pools.get(&self.database).await?;
-        let qualified = format!(
-            "{}.{}",
-            quote_ident(&table.schema),
-            quote_ident(&table.name)
-        );
-        let rows = client.query(TABLE_COLUMNS, &[&qualified]).await?;
-        let mut columns = Vec::with_capacity(rows.len());
-        for row in rows {
-            let column: String = row.try_get(0)?;
-            columns.push(Arc::from(vec![ColumnSource::Column(ColumnRef {
-                table: table.clone(),
-                column,
-            })]));
+    /// Records that `tables` name no relation, as a lookup finding nothing would (for callers
+    /// that run without a server: benches and allocation tests).
+    pub fn assume_no_relations(&self, tables: &[TableName]) {
+        let now = Instant::now();
+        let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+        for t in tables {
+            names.insert(t.clone(), (now, NameState::NoRelation));
         }
-        Ok(columns.into())
+    }
+
+    /// Looks up relations by name (and then their columns); failures are cached as unknown.
+    pub async fn fetch_names(&self, tables: &[TableName]) {
+        let now = Instant::now();
+        let found = match self.try_fetch_names(tables).await {
+            Ok(found) => Some(found),
+            Err(e) => {
+                warn!(database = %self.database, error = %e, "Relation names unavailable");
+                None
+            }
+        };
+        let oids: Vec<u32> = found
+            .iter()
+            .flat_map(|f| f.values().flatten().copied())
+            .collect();
+        {
+            let mut names = self.names.lock().unwrap_or_else(PoisonError::into_inner);
+            for t in tables {
+                let state = match found.as_ref().map(|f| f.get(t).copied().flatten()) {
+                    Some(Some(oid)) => NameState::Relation(oid),
+                    Some(None) => NameState::NoRelation,
+                    None => NameState::Failed,
+                };
+                names.insert(t.clone(), (now, state));
+            }
+        }
+        let missing: Vec<u32> = {
+            let entries = self.lock();
+            oids.into_iter()
+                .filter(|o| !matches!(entries.get(o), Some(Entry::Known(r)) if r.fetched.elapsed() < TTL))
+                .collect()
+        };
+        if !missing.is_empty() {
+            self.fetch(&missing).await;
+        }
+    }
+
+    async fn try_fetch_names(
+        &self,
+        tables: &[TableName],
+    ) -> Result<HashMap<TableName, Option<u32>>, metadata::Error> {
+        let client = self.pools.get(&self.database).await?;
+        let qualified: Vec<String> = tables
+            .iter()
+            .map(|t| format!("{}.{}", quote_ident(&t.schema), quote_ident(&t.name)))
+            .collect();
+        let rows = client.query(NAMES, &[&qualified]).await?;
+        let mut found = HashMap::new();
+        for (row, table) in rows.iter().zip(tables) {
+            found.insert(table.clone(), row.try_get::<_, Option<u32>>(1)?);
+        }
+        Ok(found)
+    }
+
+    /// The table columns `source` stands for: a view's column (or whole row) becomes what the
+    /// view computes it from; anything else is itself. `Err` with the relation's name when it
+    /// must be looked up first ([`ColumnCatalog::fetch_names`]).
+    pub fn expand(
+        &self,
+        source: &ColumnSource,
+        out: &mut Vec<ColumnSource>,
+    ) -> Result<(), TableName> {
+        let table = match source {
+            ColumnSource::Column(c) => &c.table,
+            ColumnSource::WholeRow(t) => t,
+        };
+        let relation = match self.named(table) {
+            Named::Missing => return Err(table.clone()),
+            Named::Known(r) if r.view => r,
+            // A table, or a name that is no relation (a CTE): itself.
+            _ => {
+                out.push(source.clone());
+                return Ok(());
+            }
+        };
+        let column = match source {
+            ColumnSource::Column(c) => relation.names.iter().position(|n| *n == c.column),
+            ColumnSource::WholeRow(_) => None,
+        };
+        match column.and_then(|i| relation.columns.get(i)) {
+            Some(sources) => out.extend(sources.iter().cloned()),
+            // The whole row, or a column the view doesn't have: everything it reads.
+            None => out.extend(relation.columns.iter().flat_map(|s| s.iter().cloned())),
+        }
+        Ok(())
+    }
+
+    /// What the cache knows about the relations of `sources`: whether one is a view, the first
+    /// whose lookup failed; relations not in the cache are added to `missing`.
+    pub fn scan<'s>(
+        &self,
+        sources: impl Iterator<Item = &'s ColumnSource>,
+        missing: &mut Vec<TableName>,
+    ) -> Scan {
+        let mut scan = Scan::default();
+        for source in sources {
+            let table = match source {
+                ColumnSource::Column(c) => &c.table,
+                ColumnSource::WholeRow(t) => t,
+            };
+            match self.named(table) {
+                Named::Missing if !missing.contains(table) => missing.push(table.clone()),
+                Named::Known(r) if r.is_view() => scan.any_view = true,
+                Named::Failed => scan.failed = Some(table.clone()),
+                _ => {}
+            }
+        }
+        scan
+    }
+
+    /// The columns of a relation in order, as sources (for `COPY t TO STDOUT`).
+    #[must_use]
+    pub fn columns_of(relation: &Relation) -> Columns {
+        relation.columns.iter().cloned().collect()
     }
 
     /// The origin of column `attnum` of relation `table_oid`, as far as the cache knows.
@@ -224,7 +352,7 @@ impl ColumnCatalog {
     /// Forgets everything (DDL passed through pgward).
     pub fn invalidate(&self) {
         self.lock().clear();
-        self.tables
+        self.names
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
@@ -260,6 +388,7 @@ impl ColumnCatalog {
         let mut resolved = Vec::with_capacity(found.len());
         for (oid, (table, attrs, viewdef)) in found {
             let view = viewdef.is_some();
+            let names = column_names(&attrs);
             let columns = match viewdef {
                 None => table_columns(&table, &attrs),
                 Some(def) => {
@@ -270,11 +399,12 @@ impl ColumnCatalog {
             debug!(database = %self.database, table = %table, "Column origins cached");
             resolved.push((
                 oid,
-                Entry::Known(Relation {
+                Entry::Known(Arc::new(Relation {
                     columns,
+                    names,
                     view,
                     fetched: now,
-                }),
+                })),
             ));
         }
         let mut entries = self.lock();
@@ -306,6 +436,21 @@ impl ColumnCatalog {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Entry>> {
         self.entries.lock().unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// Column names by attribute number (dropped columns empty).
+fn column_names(attrs: &[(i16, String)]) -> Vec<String> {
+    let len = attrs.iter().map(|(n, _)| *n).max().unwrap_or(0).max(0) as usize;
+    let mut names = vec![String::new(); len];
+    for (attnum, name) in attrs {
+        if let Some(slot) = usize::try_from(*attnum - 1)
+            .ok()
+            .and_then(|i| names.get_mut(i))
+        {
+            slot.clone_from(name);
+        }
+    }
+    names
 }
 
 /// A table's columns are themselves.

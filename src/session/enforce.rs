@@ -24,12 +24,16 @@ use bytes::{BufMut, BytesMut};
 use tracing::info;
 
 use super::StatementTracker;
+use super::columns::ColumnCatalog;
 use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
 use crate::mask::CopyFormat;
 use crate::policy::Request;
 use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, cstr, tag};
-use crate::sql::{Analysis, Flag, StatementClass, StatementProfile, lexer_unsafe_parameter};
+use crate::sql::{
+    Analysis, ColumnSource, Flag, StatementClass, StatementProfile, TableName,
+    lexer_unsafe_parameter,
+};
 
 /// Refusals on their way from the client side to the server side of one session, in order.
 #[derive(Debug, Default)]
@@ -74,6 +78,12 @@ pub struct ClientStage {
     segments_sent: u64,
     /// What each message will be answered with, for the server side's masking.
     results: ResultTracker,
+    /// Relations of the database, to see masked columns through views.
+    catalog: Arc<ColumnCatalog>,
+    /// Relations to look up before the current frame can be judged ([`Verdict::Lookup`]).
+    missing_tables: Vec<TableName>,
+    /// A relation the current statement uses could not be looked up.
+    lookup_failed: Option<TableName>,
 }
 
 /// The server-to-client half: rewrite pgward's refusals into its own errors.
@@ -155,6 +165,7 @@ impl ClientStage {
         token: Arc<str>,
         refusals: Arc<Refusals>,
         results: ResultTracker,
+        catalog: Arc<ColumnCatalog>,
     ) -> Self {
         ClientStage {
             tracker,
@@ -164,7 +175,46 @@ impl ClientStage {
             refusals,
             segments_sent: 0,
             results,
+            catalog,
+            missing_tables: Vec::new(),
+            lookup_failed: None,
         }
+    }
+
+    /// Looks up the relations a [`Verdict::Lookup`] needs.
+    pub async fn fetch(&mut self) {
+        let tables = std::mem::take(&mut self.missing_tables);
+        self.catalog.fetch_names(&tables).await;
+    }
+
+    /// `profile` with the view columns it filters on or copies replaced by the table columns
+    /// under them, when there are any (so masks on the tables apply through views); `None`
+    /// when no view is involved, or when relations must be looked up first (`missing_tables`).
+    fn through_views(&mut self, profile: &StatementProfile) -> Option<StatementProfile> {
+        let sources = profile
+            .predicate_columns
+            .iter()
+            .chain(&profile.written_sources);
+        let scan = self.catalog.scan(sources, &mut self.missing_tables);
+        self.lookup_failed = scan.failed;
+        let any_view = scan.any_view;
+        if !any_view || !self.missing_tables.is_empty() {
+            return None;
+        }
+        let expand = |set: &std::collections::BTreeSet<ColumnSource>| {
+            let mut out = Vec::new();
+            for s in set {
+                // Looked up above: a failure here means the entry just expired; keep the source.
+                if self.catalog.expand(s, &mut out).is_err() {
+                    out.push(s.clone());
+                }
+            }
+            out.into_iter().collect()
+        };
+        let mut expanded = profile.clone();
+        expanded.predicate_columns = expand(&profile.predicate_columns);
+        expanded.written_sources = expand(&profile.written_sources);
+        Some(expanded)
     }
 
     /// Judges one client frame; on refusal, writes its replacement into `out`.
@@ -189,6 +239,11 @@ impl ClientStage {
                         None
                     }
                 });
+                // Views to look up first: the frame is offered again afterwards (analysis is
+                // cached and observing it again changes nothing).
+                if !self.missing_tables.is_empty() {
+                    return Verdict::Lookup;
+                }
                 let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
                 let (copy, refused) = match refused {
                     Some(r) => (None, Some(r)),
@@ -215,6 +270,9 @@ impl ClientStage {
                 } else {
                     self.judge(&analysis.combined)
                 };
+                if !self.missing_tables.is_empty() {
+                    return Verdict::Lookup;
+                }
                 let mut r = MessageReader::new(frame.body(), "Parse");
                 let text = r.cstr().and_then(|_| r.cstr()).unwrap_or_default();
                 let (copy, refused) = match refused {
@@ -245,6 +303,9 @@ impl ClientStage {
                     self.tracker.prepared_profile(statement)
                 };
                 let refused = self.judge(&profile);
+                if !self.missing_tables.is_empty() {
+                    return Verdict::Lookup;
+                }
                 self.results.bind(frame, profile);
                 match refused {
                     Some(r) => {
@@ -311,11 +372,26 @@ impl ClientStage {
     /// The refusal for `profile`, or `None` when the rules allow it.
     fn judge(&mut self, profile: &StatementProfile) -> Option<Denial> {
         self.rules.refresh();
+        let expanded = if self.rules.current().masked {
+            self.through_views(profile)
+        } else {
+            None
+        };
+        if let Some(table) = self.lookup_failed.take() {
+            // Whether it is a view over masked columns can't be known: fail closed.
+            return Some(Denial {
+                rule: "mask".to_owned(),
+                message: format!(
+                    "permission denied by pgward: masks could not be checked through {table} (catalog lookup failed)"
+                ),
+                hint: "retry shortly; if it persists, the DBA should check pgward's connection to the server".to_owned(),
+            });
+        }
         let current = self.rules.current();
         let decision = current.rules.decide(&Request {
             roles: &current.roles,
             database: &self.database,
-            profile,
+            profile: expanded.as_ref().unwrap_or(profile),
         });
         if current.masked {
             self.results.set_masking();

@@ -404,7 +404,7 @@ impl Established {
         let masker = ResultMasker::new(
             Arc::clone(&pipeline),
             LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles),
-            columns,
+            Arc::clone(&columns),
             Arc::clone(&shared.mask_key),
         );
         let client_stage = ClientStage::new(
@@ -414,6 +414,7 @@ impl Established {
             Arc::clone(&shared.refusal_token),
             Arc::clone(&refusals),
             ResultTracker::new(pipeline),
+            columns,
         );
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
         let end = super::relay::run(

@@ -204,8 +204,10 @@ impl Pump {
                     if let Err(e) = self.sink.flush().await {
                         return End::WriteFailed(e);
                     }
-                    if let Stage::Server(stage) = &mut self.stage {
-                        stage.fetch().await;
+                    match &mut self.stage {
+                        Stage::Server(stage) => stage.fetch().await,
+                        Stage::Client(stage) => stage.fetch().await,
+                        Stage::Plain => {}
                     }
                     continue;
                 }

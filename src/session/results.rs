@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::StatementTracker;
-use super::columns::{ColumnCatalog, Origin, TableColumns};
+use super::columns::{ColumnCatalog, Named, Origin};
 use super::enforce::Verdict;
 use super::rules::LiveRules;
 use crate::mask::{self, CopyFormat, CopyMasker, Detectors, MaskPlan, RowDescriptionView};
@@ -154,6 +154,8 @@ pub struct ResultMasker {
     missing_tables: Vec<TableName>,
     /// Bumped when DDL passes: prepared statements' plans are made again.
     generation: u64,
+    /// A relation of the current lineage could not be looked up (see `through_views`).
+    views_failed: bool,
     /// The content detectors of the session's roles, compiled once per rule set.
     detectors: Option<(Arc<RuleSet>, Option<Arc<Detectors>>)>,
 }
@@ -417,6 +419,7 @@ impl ResultMasker {
             missing: Vec::new(),
             missing_tables: Vec::new(),
             generation: 0,
+            views_failed: false,
             detectors: None,
         }
     }
@@ -458,7 +461,7 @@ impl ResultMasker {
         }
         let tables = std::mem::take(&mut self.missing_tables);
         if !tables.is_empty() {
-            self.catalog.fetch_tables(&tables).await;
+            self.catalog.fetch_names(&tables).await;
         }
     }
 
@@ -750,6 +753,14 @@ impl ResultMasker {
         if !self.missing.is_empty() {
             return Ok(Planned::Lookup);
         }
+        let lineage = match lineage(profile).map(|l| self.through_views(l)) {
+            Some(Err(())) => return Ok(Planned::Lookup),
+            _ if std::mem::take(&mut self.views_failed) => None,
+            Some(Ok(Some(expanded))) => Some(std::borrow::Cow::Owned(expanded)),
+            Some(Ok(None)) => lineage(profile).map(std::borrow::Cow::Borrowed),
+            None => None,
+        };
+        let current = self.rules.current();
         let catalog = &self.catalog;
         let plan = mask::plan(
             &view,
@@ -757,12 +768,46 @@ impl ResultMasker {
                 Origin::Sources(s) => Some(s),
                 Origin::Unknown | Origin::Missing => None,
             },
-            lineage(profile),
+            lineage.as_deref(),
             current.rules.masks(),
             &current.roles,
         )
         .with_detectors(self.detectors());
         Ok(Planned::Plan((!plan.is_empty()).then(|| Arc::new(plan))))
+    }
+
+    /// `lineage` with every source in a view (or materialized view) replaced by the table
+    /// columns the view computes it from: `Ok(None)` when no source is in a view (nothing is
+    /// copied), `Err` when relations must be looked up first (`missing_tables` says which).
+    /// When a relation could not be looked up, `views_failed` is set: the caller must then
+    /// treat the lineage as unknown (fail closed).
+    fn through_views(&mut self, lineage: &[OutputColumn]) -> Result<Option<Vec<OutputColumn>>, ()> {
+        let scan = self.catalog.scan(
+            lineage.iter().flat_map(|c| c.sources.iter()),
+            &mut self.missing_tables,
+        );
+        self.views_failed |= scan.failed.is_some();
+        let any_view = scan.any_view;
+        if !self.missing_tables.is_empty() {
+            return Err(());
+        }
+        if !any_view {
+            return Ok(None);
+        }
+        let mut expanded = Vec::with_capacity(lineage.len());
+        let mut sources = Vec::new();
+        for c in lineage {
+            sources.clear();
+            for s in &c.sources {
+                self.catalog.expand(s, &mut sources).map_err(|_| ())?;
+            }
+            expanded.push(OutputColumn {
+                name: c.name.clone(),
+                wildcard: c.wildcard,
+                sources: sources.iter().cloned().collect(),
+            });
+        }
+        Ok(Some(expanded))
     }
 
     /// The content detectors for the session's roles under the current rules.
@@ -858,11 +903,17 @@ impl ResultMasker {
         let Some(columns) = lineage(profile) else {
             return Expanded::Unknown;
         };
+        let columns = match self.through_views(columns) {
+            Err(()) => return Expanded::Lookup,
+            _ if std::mem::take(&mut self.views_failed) => return Expanded::Unknown,
+            Ok(Some(c)) => std::borrow::Cow::Owned(c),
+            Ok(None) => std::borrow::Cow::Borrowed(columns),
+        };
         if !columns.iter().any(|c| c.wildcard) {
-            return Expanded::Columns(columns.to_vec());
+            return Expanded::Columns(columns.into_owned());
         }
         let mut out = Vec::new();
-        for c in columns {
+        for c in columns.iter() {
             if !c.wildcard {
                 out.push(c.clone());
                 continue;
@@ -875,13 +926,13 @@ impl ResultMasker {
             else {
                 return Expanded::Unknown;
             };
-            let table_columns = match self.catalog.columns_of(table) {
-                TableColumns::Missing => {
+            let table_columns = match self.catalog.named(table) {
+                Named::Missing => {
                     self.missing_tables.push(table.clone());
                     return Expanded::Lookup;
                 }
-                TableColumns::Unknown => return Expanded::Unknown,
-                TableColumns::Known(c) => c,
+                Named::Unknown | Named::Failed => return Expanded::Unknown,
+                Named::Known(r) => ColumnCatalog::columns_of(&r),
             };
             out.extend(table_columns.iter().map(|s| OutputColumn {
                 name: String::new(),

@@ -115,6 +115,7 @@ fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
         Arc::new(Refusals::default()),
         // Nothing answers here, so the queue holds every message: room for all of them up front.
         ResultTracker::new(Arc::new(Pipeline::with_capacity(4096))),
+        masking::offline_catalog(),
     );
     allocations_pumping(queries(n), Stage::Client(Box::new(stage)))
 }

@@ -50,6 +50,26 @@ pub fn described_result(rows: usize, width: usize, value_len: usize) -> Vec<u8> 
     b.to_vec()
 }
 
+/// A column catalog that never connects (no lookup happens while nothing has a table origin
+/// and no mask applies).
+pub fn offline_catalog() -> Arc<ColumnCatalog> {
+    let upstream = Upstream {
+        host: "127.0.0.1".to_owned(),
+        port: 1,
+        user: "nobody".to_owned(),
+        password: None,
+        sslmode: SslMode::Disable,
+        ca_file: None,
+        connect_timeout: std::time::Duration::from_secs(1),
+        databases: Default::default(),
+    };
+    Arc::new(ColumnCatalog::new(
+        "db",
+        Arc::new(MetadataPools::new(upstream, None)),
+        Arc::new(FunctionCatalog::builtin_only()),
+    ))
+}
+
 /// The server stage of an `agent-1` session that has just sent `SELECT c0, … FROM wide`, under
 /// rules that mask `masked` of its columns (`c0`, `c1` …) with `partial`.
 pub fn server_stage(width: usize, masked: usize) -> ServerStage {
@@ -68,23 +88,10 @@ pub fn server_stage(width: usize, masked: usize) -> ServerStage {
     }
     std::fs::write(dir.path().join("rules.toml"), rules).unwrap();
     let rules = RulesHandle::load(dir.path()).unwrap();
-    let upstream = Upstream {
-        host: "127.0.0.1".to_owned(),
-        port: 1,
-        user: "nobody".to_owned(),
-        password: None,
-        sslmode: SslMode::Disable,
-        ca_file: None,
-        connect_timeout: std::time::Duration::from_secs(1),
-        databases: Default::default(),
-    };
     let functions = Arc::new(FunctionCatalog::builtin_only());
-    // Never connects: no field has a table origin to look up.
-    let catalog = Arc::new(ColumnCatalog::new(
-        "db",
-        Arc::new(MetadataPools::new(upstream, None)),
-        Arc::clone(&functions),
-    ));
+    // Never connects: no field has a table origin, and `wide` is taken for a plain table.
+    let catalog = offline_catalog();
+    catalog.assume_no_relations(&[pgward::sql::TableName::new("public", "wide")]);
     let pipeline = Arc::new(Pipeline::with_capacity(16));
     let path = vec!["public".to_owned()];
     let sql = format!("SELECT {} FROM wide", column_names(width).join(", "));
