@@ -6,8 +6,8 @@
 //! operands through a channel the masker does not touch:
 //! - an **error**: `ssn::int`, `CAST(email AS uuid)`, `1 / (ssn = '1')::int`,
 //!   `sqrt(ascii(ssn) - 50)` fail for some values and not for others;
-//! - **NULL-ness**, which every mask keeps: `nullif(ssn, '1')`,
-//!   `regexp_match(ssn, '^1')`, `'{"1": 1}'::jsonb -> ssn`;
+//! - **NULL-ness**: `nullif(ssn, '1')`, `regexp_match(ssn, '^1')` and
+//!   `'{"1": 1}'::jsonb -> ssn` are NULL for some values only;
 //! - the **row count**: `generate_series(1, ascii(ssn))`, `unnest(…)` in the
 //!   select list, `count(DISTINCT ssn)`, which deduplicates;
 //! - a **comparison** (`=`, LIKE, regex, IN, BETWEEN, `greatest`, …), whose
@@ -23,7 +23,8 @@
 //! values (`CASE`, whose conditions the collector handles itself). Their
 //! results are masked outputs. Arithmetic overflow (`ascii(ssn) +
 //! 2147483600`) also raises an error, but counting it would make every
-//! computed number a predicate; it is left to the masker.
+//! computed number a predicate. This is why a comparison counts even when
+//! its answer is only output: it could reach an overflow instead.
 //!
 //! Pure: looks at one node and its direct children, never resolves names.
 
