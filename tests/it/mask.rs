@@ -298,7 +298,7 @@ async fn computed_columns_views_ctes_and_unions_are_masked() {
         "SELECT name FROM people UNION ALL SELECT ssn FROM people",
         "SELECT (SELECT ssn FROM people WHERE id = 1)",
         "SELECT coalesce(phone, email) FROM people",
-        "SELECT greatest(ssn, phone) FROM people",
+        "SELECT greatest(city, name) FROM people",
         "SELECT CASE WHEN id = 1 THEN card ELSE nickname END FROM people",
         "SELECT * FROM people",
         "TABLE people",
@@ -372,14 +372,21 @@ async fn predicates_on_masked_columns_are_refused_unless_allowed() {
 async fn server_errors_that_may_quote_a_masked_value_are_withheld() {
     let h = start().await;
     let agent = h.client_as(AGENT, AGENT_PW).await.unwrap();
+    // A cast of a masked column that may fail is refused before it runs (an oracle); the city
+    // rule allows inference, so its cast reaches the server, whose error would quote the value.
     let e = agent
         .simple_query("SELECT ssn::int FROM people WHERE id = 1")
+        .await
+        .expect_err("an oracle");
+    assert_eq!(code(&e), Some(&SqlState::INSUFFICIENT_PRIVILEGE), "{e}");
+    let e = agent
+        .simple_query("SELECT city::int FROM people WHERE id = 1")
         .await
         .expect_err("not an integer");
     let db = e.as_db_error().unwrap();
     assert_eq!(db.code(), &SqlState::INVALID_TEXT_REPRESENTATION);
     assert!(db.message().contains("withheld"), "{}", db.message());
-    assert_no_secret("error", &format!("{db:?}"));
+    assert!(!format!("{db:?}").contains("Paris"), "{db:?}");
     // Errors that can't quote data pass as the server wrote them; so do the DBA's.
     let e = agent
         .simple_query("SELECT nope FROM people")
