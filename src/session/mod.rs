@@ -22,7 +22,7 @@ pub use analyze::StatementTracker;
 pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
 pub use catalog::Catalogs;
 pub use columns::{ColumnCatalog, ColumnCatalogs};
-pub use enforce::{ClientStage, Refusals, ServerStage, refusal_token};
+pub use enforce::{ClientStage, Refusals, ServerStage, Verdict, refusal_token};
 pub use handshake::serve_client;
 pub use metadata::MetadataPools;
 pub use results::{Pipeline, ResultMasker, ResultTracker};

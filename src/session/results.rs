@@ -229,7 +229,7 @@ impl ResultTracker {
     }
 
     /// A simple Query of `text`, as analyzed (EXECUTE statements resolved to what they run),
-    /// with the formats of its COPY statements from [`copy_formats_of`].
+    /// with the formats of its COPY statements (`copy_formats_of`).
     pub fn query(&mut self, analysis: Arc<Analysis>, copy: Option<Arc<[Option<CopyFormat>]>>) {
         let ddl = analysis
             .statements
