@@ -35,6 +35,9 @@ use crate::sql::{
 /// A statement or portal name, shared between the two halves without copying it per message.
 pub type Name = Arc<[u8]>;
 
+/// How long a cached plan is trusted: as long as the column origins it was made from.
+const PLAN_TTL: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Interned names kept per session; past this the table is cleared (interning is only a saving).
 const MAX_NAMES: usize = 4096;
 
@@ -156,6 +159,9 @@ pub struct ResultMasker {
     generation: u64,
     /// A relation of the current lineage could not be looked up (see `through_views`).
     views_failed: bool,
+    /// Plans by RowDescription and profile (see [`ResultMasker::cached_plan`]).
+    plans: HashMap<u64, CachedPlan>,
+    plan_hasher: std::collections::hash_map::RandomState,
     /// The content detectors of the session's roles, compiled once per rule set.
     detectors: Option<(Arc<RuleSet>, Option<Arc<Detectors>>)>,
 }
@@ -420,6 +426,8 @@ impl ResultMasker {
             missing_tables: Vec::new(),
             generation: 0,
             views_failed: false,
+            plans: HashMap::new(),
+            plan_hasher: std::collections::hash_map::RandomState::new(),
             detectors: None,
         }
     }
@@ -441,9 +449,9 @@ impl ResultMasker {
             Some(Expect::Query { analysis, .. }) => analysis
                 .statements
                 .get(self.query_statement)
-                .map_or(&*UNKNOWN, |s| &*s.profile),
+                .map_or(&**UNKNOWN, |s| &*s.profile),
             Some(Expect::Execute { profile, .. }) => profile,
-            Some(Expect::FunctionCall) => &*UNKNOWN,
+            Some(Expect::FunctionCall) => &**UNKNOWN,
             _ => return false,
         };
         !profile.tables_read.is_empty()
@@ -673,8 +681,8 @@ impl ResultMasker {
             Some(Expect::Query { analysis, .. }) => Front::Query(Arc::clone(analysis)),
             _ => Front::Other,
         };
-        let plan = |this: &mut Self, profile: &StatementProfile| match body {
-            Some(b) => this.plan(b, profile),
+        let plan = |this: &mut Self, profile: &Arc<StatementProfile>| match body {
+            Some(b) => this.cached_plan(b, profile),
             None => Ok(Planned::Plan(None)),
         };
         match front {
@@ -713,7 +721,7 @@ impl ResultMasker {
             }
             Front::Query(analysis) => {
                 let statement = analysis.statements.get(self.query_statement);
-                let profile = statement.map_or(&*UNKNOWN, |s| &*s.profile);
+                let profile = statement.map_or(&*UNKNOWN, |s| &s.profile);
                 let Planned::Plan(planned) = plan(self, profile)? else {
                     return Ok(Verdict::Lookup);
                 };
@@ -729,6 +737,56 @@ impl ResultMasker {
                 Ok(Verdict::Pass)
             }
         }
+    }
+
+    /// [`ResultMasker::plan`] through the session's plan cache: a hit needs the same
+    /// RowDescription, the same profile, the same rules and catalog generation, and an age under
+    /// the catalog's TTL.
+    fn cached_plan(
+        &mut self,
+        body: &[u8],
+        profile: &Arc<StatementProfile>,
+    ) -> Result<Planned, Unmaskable> {
+        use std::hash::{BuildHasher, Hasher};
+        self.rules.refresh();
+        if !self.rules.current().masked {
+            return Ok(Planned::Plan(None));
+        }
+        let mut h = self.plan_hasher.build_hasher();
+        h.write(body);
+        h.write_usize(Arc::as_ptr(profile) as usize);
+        let key = h.finish();
+        let rules = &self.rules.current().rules;
+        if let Some(c) = self.plans.get(&key) {
+            if c.row_description == body
+                && Arc::ptr_eq(&c.profile, profile)
+                && Arc::ptr_eq(&c.rules, rules)
+                && c.generation == self.generation
+                && c.made.elapsed() < PLAN_TTL
+            {
+                self.pipeline.masking.store(true, Ordering::Release);
+                return Ok(Planned::Plan(c.plan.clone()));
+            }
+        }
+        let rules = Arc::clone(rules);
+        let planned = self.plan(body, profile)?;
+        if let Planned::Plan(plan) = &planned {
+            if self.plans.len() >= PLAN_CACHE_ENTRIES {
+                self.plans.clear();
+            }
+            self.plans.insert(
+                key,
+                CachedPlan {
+                    row_description: Bytes::copy_from_slice(body),
+                    profile: Arc::clone(profile),
+                    rules,
+                    generation: self.generation,
+                    made: std::time::Instant::now(),
+                    plan: plan.clone(),
+                },
+            );
+        }
+        Ok(planned)
     }
 
     /// The plan for a RowDescription `body` of a statement profiled as `profile`, `None` when
@@ -978,8 +1036,27 @@ enum Expanded {
 }
 
 /// What the results of an unanalyzed statement derive from: anything.
-static UNKNOWN: std::sync::LazyLock<StatementProfile> =
-    std::sync::LazyLock::new(|| StatementProfile::unparsed("results of an unknown statement"));
+static UNKNOWN: std::sync::LazyLock<Arc<StatementProfile>> = std::sync::LazyLock::new(|| {
+    Arc::new(StatementProfile::unparsed(
+        "results of an unknown statement",
+    ))
+});
+
+/// Plans kept per session, so that a statement run again (a simple query repeated, a portal
+/// described at every execution as libpq does) is not planned again.
+const PLAN_CACHE_ENTRIES: usize = 256;
+
+/// A plan made for one RowDescription of one statement profile, and what it depends on.
+#[derive(Debug)]
+struct CachedPlan {
+    row_description: Bytes,
+    /// Held so that the profile's address can't be reused by another profile while cached.
+    profile: Arc<StatementProfile>,
+    rules: Arc<RuleSet>,
+    generation: u64,
+    made: std::time::Instant,
+    plan: Option<Arc<MaskPlan>>,
+}
 
 /// The lineage to plan a statement's results with: `None` (origin unknown: fail closed) unless
 /// the analyzer could trace its outputs; an empty list for statements that return no table
