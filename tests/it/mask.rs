@@ -240,6 +240,19 @@ async fn extended_protocol_binary_prepared_once_executed_many_times() {
         agent.query("SELECT ssn FROM people ORDER BY id", &[]),
         agent.query("SELECT upper(ssn) AS s FROM people ORDER BY id", &[]),
     );
+    // An error in one pipelined statement leaves the others' results planned and masked.
+    let (bad, good, again) = tokio::join!(
+        agent.query("SELECT 1 / 0", &[]),
+        agent.query("SELECT name, ssn FROM people WHERE id = 1", &[]),
+        agent.query("SELECT name, id FROM people WHERE id = 2", &[]),
+    );
+    assert_eq!(code(&bad.unwrap_err()), Some(&SqlState::DIVISION_BY_ZERO));
+    let good = good.unwrap();
+    assert_eq!(
+        (good[0].get::<_, String>(0), good[0].get::<_, String>(1)),
+        ("Ada".to_owned(), "***6789".to_owned())
+    );
+    assert_eq!(again.unwrap()[0].get::<_, String>(0), "Grace");
     let a: Vec<Option<String>> = a.unwrap().iter().map(|r| r.get(0)).collect();
     let b: Vec<Option<String>> = b.unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(a[0].as_deref(), Some("***6789"));
@@ -551,4 +564,50 @@ async fn content_detectors_mask_pii_in_columns_no_rule_names() {
         let body: Option<String> = row.get(0);
         assert!(body.as_deref().is_none_or(|b| b == "***"), "{body:?}");
     }
+}
+
+/// A driver that never describes: pgward describes the portal itself, keeps the answer, and
+/// an error in the batch drains pgward's own Describe with the rest.
+#[tokio::test]
+async fn portals_never_described_are_described_by_pgward_and_errors_drain_it() {
+    use crate::support::wire::{self, RawClient};
+    use bytes::BufMut;
+    let h = start().await;
+    let mut c = RawClient::connect(h.addr).await;
+    c.login(AGENT, AGENT_PW, &h.database).await;
+    let mut parse = bytes::BytesMut::new();
+    parse.put_slice(b"s1\0SELECT name, ssn FROM people WHERE id = $1\0");
+    parse.put_i16(1);
+    parse.put_u32(23);
+    let bind = |value: &[u8]| {
+        let mut b = bytes::BytesMut::new();
+        b.put_slice(b"\0s1\0");
+        b.put_i16(0);
+        b.put_i16(1);
+        b.put_i32(value.len() as i32);
+        b.put_slice(value);
+        b.put_i16(0);
+        wire::frame(b'B', &b)
+    };
+    let execute = wire::frame(b'E', b"\0\0\0\0\0");
+    let mut batch = wire::frame(b'P', &parse);
+    batch.extend(bind(b"not a number"));
+    batch.extend(&execute);
+    batch.extend(wire::sync());
+    c.send(&batch).await;
+    let replies = c.read_until_ready().await;
+    let tags: Vec<u8> = replies.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tags, b"1EZ", "parse ok, bind error, ready");
+    let mut batch = bind(b"1");
+    batch.extend(&execute);
+    batch.extend(wire::sync());
+    c.send(&batch).await;
+    let replies = c.read_until_ready().await;
+    let tags: Vec<u8> = replies.iter().map(|(t, _)| *t).collect();
+    assert_eq!(tags, b"2DCZ", "no RowDescription the client didn't ask for");
+    let row = &replies[1].1;
+    assert!(
+        row.windows(7).any(|w| w == b"***6789") && !row.windows(4).any(|w| w == b"-45-"),
+        "{row:?}"
+    );
 }
