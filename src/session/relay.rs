@@ -286,7 +286,12 @@ impl Pump {
                     step = Step::End(End::Terminated);
                     break;
                 }
+                // Once rewriting with nothing passed since, a replacement can go straight into
+                // `out` (stages only append): a masked result is copied once, not twice.
                 Stage::Client(stage) => stage.on_frame(&frame, &mut self.scratch),
+                Stage::Server(stage) if copied == start && copied > 0 => {
+                    stage.on_frame(&frame, &mut self.out)
+                }
                 Stage::Server(stage) => stage.on_frame(&frame, &mut self.scratch),
             };
             match verdict {
