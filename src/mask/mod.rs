@@ -54,14 +54,6 @@ pub enum Error {
     /// A DataRow was truncated, had trailing bytes or a length below -1.
     #[error("malformed DataRow")]
     DataRow,
-    /// A Bind gave several result format codes, but not one per column.
-    #[error("{found} result format codes for {expected} columns")]
-    FormatCount {
-        /// Columns in the plan.
-        expected: usize,
-        /// Format codes given.
-        found: usize,
-    },
     /// A rebuilt DataRow would exceed the protocol's length limit.
     #[error("masked DataRow too large")]
     TooLarge,

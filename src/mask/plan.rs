@@ -27,7 +27,6 @@
 
 use std::sync::Arc;
 
-use super::Error;
 use super::detect::Detectors;
 use super::row_description::RowDescriptionView;
 use super::strategy::FORMAT_TEXT;
@@ -79,7 +78,7 @@ impl MaskPlan {
     /// A plan from explicit per-column masks (for callers and tests that
     /// already know the answer).
     ///
-    /// Unmasked columns are taken to be text (see [`MaskPlan::set_result_formats`]).
+    /// Unmasked columns are taken to be text.
     pub fn from_columns(columns: Vec<Option<ColumnMask>>) -> Self {
         let formats = text_or(
             columns
@@ -104,47 +103,6 @@ impl MaskPlan {
     /// forwarded without looking at them.
     pub fn is_empty(&self) -> bool {
         self.detectors.is_none() && self.columns.iter().all(Option::is_none)
-    }
-
-    /// Applies the result format codes of a Bind (none: all text; one: all
-    /// columns; else one per column) to the columns.
-    ///
-    /// Needed when the plan was built from the RowDescription of a Describe of
-    /// a *statement*, whose format codes are all 0 because formats are only
-    /// chosen at Bind: without this a binary value would be masked as text
-    /// (and `partial` would keep its raw bytes).
-    ///
-    /// # Errors
-    /// [`Error::FormatCount`] when there are several codes but not one per column.
-    pub fn set_result_formats(&mut self, formats: &[i16]) -> Result<(), Error> {
-        let per_column = match formats {
-            [] | [_] => false,
-            _ if formats.len() == self.columns.len() => true,
-            _ => {
-                return Err(Error::FormatCount {
-                    expected: self.columns.len(),
-                    found: formats.len(),
-                });
-            }
-        };
-        for (i, column) in self.columns.iter_mut().enumerate() {
-            // Text-like columns are masked as text whatever the format (same bytes); the rest
-            // are nulled, for which the format does not matter either.
-            if let Some(mask) = column.as_mut().filter(|m| m.strategy == MaskStrategy::Null) {
-                let code = if per_column {
-                    formats.get(i)
-                } else {
-                    formats.first()
-                };
-                mask.format = code.copied().unwrap_or(FORMAT_TEXT);
-            }
-        }
-        self.formats = match formats {
-            [] => Vec::new(),
-            [one] => text_or(std::iter::repeat_n(*one, self.columns.len())),
-            _ => text_or(formats.iter().copied()),
-        };
-        Ok(())
     }
 
     /// The number of output columns (masked or not).
@@ -205,7 +163,15 @@ pub fn plan(
         .enumerate()
         .filter(|(_, m)| m.applies_to(roles))
         .collect();
-    let formats = text_or(fields.fields().iter().map(|f| f.format));
+    // For content detectors: a hit in a text-like column is masked as text in either format
+    // (same bytes); in any other type it becomes NULL, whatever format Bind chooses later.
+    let formats = text_or(fields.fields().iter().map(|f| {
+        if is_text_like(f.type_oid) {
+            FORMAT_TEXT
+        } else {
+            1
+        }
+    }));
     if applicable.is_empty() {
         return MaskPlan {
             columns: vec![None; fields.len()],
