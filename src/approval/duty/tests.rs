@@ -434,3 +434,39 @@ fn timestamp_from_system_time() {
     assert_eq!(Timestamp::from_system_time(before).as_unix_millis(), 0);
     assert!(Timestamp::from_system_time(SystemTime::now()) > T0);
 }
+
+#[test]
+fn every_refusal_keeps_the_session_and_names_request_and_rule() {
+    let (set, mut req) = request(2);
+    let alice = party(&set, "alice");
+    let mut errors = vec![
+        req.decide(&party(&set, "agent-7"), Verdict::Approve, at(1))
+            .unwrap_err(),
+        req.decide(&party(&set, "bob"), Verdict::Approve, at(1))
+            .unwrap_err(),
+        req.decide(&alice, reject(""), at(1)).unwrap_err(),
+        req.withdraw("alice", at(1)).unwrap_err(),
+    ];
+    req.decide(&alice, Verdict::Approve, at(1)).unwrap();
+    errors.push(req.decide(&alice, Verdict::Approve, at(2)).unwrap_err());
+    let mut expired = req.clone();
+    errors.push(expired.withdraw("agent-7", at(60)).unwrap_err());
+    req.withdraw("agent-7", at(3)).unwrap();
+    errors.push(req.withdraw("agent-7", at(4)).unwrap_err());
+
+    let codes: Vec<&str> = errors.iter().map(|e| e.sqlstate().code()).collect();
+    assert_eq!(
+        codes,
+        [
+            "42501", "42501", "22023", "42501", "42501", "55000", "55000"
+        ]
+    );
+    for e in &errors {
+        assert_eq!((e.severity(), e.side()), (Severity::Error, Side::Client));
+        assert!(
+            e.to_string()
+                .starts_with("approval request r-1 (rule prod-writes)"),
+            "{e}"
+        );
+    }
+}
