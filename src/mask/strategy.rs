@@ -90,6 +90,18 @@ pub fn write_value(
 /// short to hide anything (no more characters than are kept) becomes `text`
 /// alone: keeping it all would reveal it whole.
 fn partial(s: &str, first: usize, last: usize, text: &str, out: &mut BytesMut) {
+    // ASCII (the usual national ids, card and phone numbers): characters are bytes.
+    if s.is_ascii() {
+        let b = s.as_bytes();
+        if b.len() <= first.saturating_add(last) {
+            out.put_slice(text.as_bytes());
+        } else {
+            out.put_slice(&b[..first]);
+            out.put_slice(text.as_bytes());
+            out.put_slice(&b[b.len() - last..]);
+        }
+        return;
+    }
     let count = s.chars().count();
     if count <= first.saturating_add(last) {
         out.put_slice(text.as_bytes());

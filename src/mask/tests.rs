@@ -741,3 +741,30 @@ fn malformed_rows_with_detectors_are_errors_never_panics() {
         }
     }
 }
+
+#[test]
+fn partial_keeps_characters_not_bytes_ascii_or_not() {
+    let strategy = MaskStrategy::Partial {
+        keep_first: 2,
+        keep_last: 3,
+        text: "*".to_owned(),
+    };
+    for (value, expected) in [
+        ("123-45-6789", "12*789"),
+        ("12345", "*"),
+        ("", "*"),
+        ("ééabcdéé", "éé*déé"),
+        ("ab€cdefg€", "ab*fg€"),
+    ] {
+        let mut out = BytesMut::new();
+        write_value(
+            &strategy,
+            FORMAT_TEXT,
+            Some(value.as_bytes()),
+            KEY,
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(&out[4..], expected.as_bytes(), "{value}");
+    }
+}
