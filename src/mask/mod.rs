@@ -32,7 +32,7 @@ mod tests;
 
 pub use copy::{CopyFormat, CopyMasker, copy_formats};
 pub use detect::Detectors;
-pub use plan::{ColumnMask, MaskPlan, MaskReason, Resolved, is_text_like, plan};
+pub use plan::{ColumnMask, MaskPlan, MaskReason, Resolved, plan};
 pub use row::{Applied, DATA_ROW_TAG, apply, null_all};
 pub use row_description::{FieldDescription, RowDescriptionView};
 pub use strategy::{FORMAT_TEXT, HASH_HEX_LEN, write_value};

@@ -139,11 +139,30 @@ fn deciding_cached_statements_allocates_nothing_per_message() {
     );
 }
 
+/// Allocations made while `apply` runs `n` times on `body` under `plan` (into `out`, cleared
+/// each time), checking each row is untouched exactly when it is `untouched`.
+fn allocations_applying(
+    plan: &pgward::mask::MaskPlan,
+    body: &[u8],
+    untouched: &[u8],
+    n: usize,
+    out: &mut BytesMut,
+) -> u64 {
+    use pgward::mask::{Applied, apply};
+    let before = allocations();
+    for _ in 0..n {
+        out.clear();
+        let applied = apply(body, plan, b"key", out).unwrap();
+        assert_eq!(applied == Applied::Untouched, body == untouched);
+    }
+    allocations() - before
+}
+
 /// The masker: a row with nothing to mask is answered without allocating, and rewriting rows
 /// into a reused buffer allocates nothing once the buffer has grown.
 #[test]
 fn masking_allocates_nothing_per_row() {
-    use pgward::mask::{Applied, ColumnMask, MaskPlan, MaskReason, apply};
+    use pgward::mask::{ColumnMask, MaskPlan, MaskReason};
     use pgward::policy::MaskStrategy;
 
     let row = |ssn: Option<&[u8]>| frames::data_row(&[Some(b"42"), ssn]);
@@ -163,15 +182,8 @@ fn masking_allocates_nothing_per_row() {
     ]);
     let (untouched, masked) = (row(None), row(Some(b"123-45-6789")));
     let mut out = BytesMut::with_capacity(1024);
-    let per_rows = |n: usize, body: &[u8], out: &mut BytesMut| {
-        let before = allocations();
-        for _ in 0..n {
-            out.clear();
-            let applied = apply(body, &plan, b"key", out).unwrap();
-            assert_eq!(applied == Applied::Untouched, body == untouched.as_slice());
-        }
-        allocations() - before
-    };
+    let per_rows =
+        |n, body: &[u8], out: &mut BytesMut| allocations_applying(&plan, body, &untouched, n, out);
     assert_eq!(per_rows(10_000, &untouched, &mut out), 0);
     per_rows(1, &masked, &mut out);
     assert_eq!(per_rows(10_000, &masked, &mut out), 0);
@@ -209,7 +221,7 @@ fn masked_results_allocate_nothing_per_row_through_the_server_stage() {
 /// regexes and checks that run when a value passes them), nor does rewriting rows with a hit.
 #[test]
 fn detecting_allocates_nothing_per_row() {
-    use pgward::mask::{Applied, Detectors, MaskPlan, apply};
+    use pgward::mask::{Detectors, MaskPlan};
     use pgward::policy::RuleSet;
 
     let rules = "[roles.agent]\nmembers = [\"agent-*\"]\n\
@@ -227,15 +239,8 @@ fn detecting_allocates_nothing_per_row() {
     ]);
     let hit = frames::data_row(&[Some(b"42"), Some(b"4111111111111111"), None, None]);
     let mut out = BytesMut::with_capacity(1024);
-    let per_rows = |n: usize, body: &[u8], out: &mut BytesMut| {
-        let before = allocations();
-        for _ in 0..n {
-            out.clear();
-            let applied = apply(body, &plan, b"key", out).unwrap();
-            assert_eq!(applied == Applied::Untouched, body == no_hit.as_slice());
-        }
-        allocations() - before
-    };
+    let per_rows =
+        |n, body: &[u8], out: &mut BytesMut| allocations_applying(&plan, body, &no_hit, n, out);
     // The first scan may set up the regexes' per-thread caches.
     per_rows(1, &no_hit, &mut out);
     assert_eq!(per_rows(10_000, &no_hit, &mut out), 0);

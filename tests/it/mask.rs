@@ -560,9 +560,10 @@ async fn content_detectors_mask_pii_in_columns_no_rule_names() {
         .query("SELECT body FROM tickets WHERE id <= 4", &[])
         .await
         .unwrap();
+    assert_eq!(rows.len(), 4);
     for row in rows {
-        let body: Option<String> = row.get(0);
-        assert!(body.as_deref().is_none_or(|b| b == "***"), "{body:?}");
+        // A text value is masked as text in binary format too (the same bytes).
+        assert_eq!(row.get::<_, Option<String>>(0).as_deref(), Some("***"));
     }
 }
 
