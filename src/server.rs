@@ -9,10 +9,13 @@ use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 use tracing::{error, info};
 
+use crate::approval::store::{Embedded, Postgres};
+use crate::approval::{Approvals, Store, StoreError, Webhook};
 use crate::auth::{self, Identities};
-use crate::config::{Config, TlsMode};
+use crate::config::{ApprovalStore, Config, TlsMode};
 use crate::session::{self, CancelRegistry, Shared};
 use crate::tls;
+use crate::upstream::ClientSettings;
 
 /// Statement texts whose profiles are kept: a few MiB for typical statements.
 const PROFILE_CACHE_ENTRIES: usize = 10_000;
@@ -35,6 +38,12 @@ pub enum Error {
     /// The masking key can't be read or created.
     #[error("masking key: {0}")]
     MaskKey(#[from] crate::keyfile::Error),
+    /// The approval store can't be opened.
+    #[error(transparent)]
+    Approvals(#[from] crate::approval::StoreError),
+    /// The approvals webhook can't be set up.
+    #[error("approvals webhook: {0}")]
+    Webhook(#[from] reqwest::Error),
     /// The listen address can't be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -75,6 +84,7 @@ impl Server {
             config.upstream.clone(),
             upstream_tls.clone(),
         ));
+        let approvals = approvals(&config, upstream_tls.clone()).await?;
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -96,6 +106,7 @@ impl Server {
             mask_key,
             rules,
             refusal_token: session::refusal_token(),
+            approvals,
         });
         Ok(Server { listener, shared })
     }
@@ -106,6 +117,11 @@ impl Server {
     /// When the socket can't tell.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// What every session shares (the admin API serves from it too).
+    pub fn shared(&self) -> Arc<Shared> {
+        Arc::clone(&self.shared)
     }
 
     /// The live rule set (for reload status).
@@ -148,6 +164,52 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+/// The approval service on the configured store: redb in `data_dir` (in memory without one), or
+/// the shared PostgreSQL table, whose changes made elsewhere arrive by LISTEN.
+async fn approvals(
+    config: &Config,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> Result<Arc<Approvals>, Error> {
+    let cfg = &config.approvals;
+    let webhook = match &cfg.webhook_url {
+        Some(url) => Some(Webhook::start(url.clone(), cfg.webhook_timeout)?),
+        None => None,
+    };
+    Ok(match &cfg.store {
+        ApprovalStore::Embedded => {
+            let store = match &config.data_dir {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).map_err(|e| StoreError::Embedded {
+                        path: dir.display().to_string(),
+                        message: e.to_string(),
+                    })?;
+                    Embedded::open(&dir.join("approvals.redb"))?
+                }
+                None => {
+                    tracing::warn!(
+                        "No data_dir: approval requests are kept in memory and lost on restart"
+                    );
+                    Embedded::in_memory()?
+                }
+            };
+            Approvals::new(Store::Embedded(store), webhook)
+        }
+        ApprovalStore::Postgres { database } => {
+            let settings = ClientSettings::new(config.upstream.clone(), tls);
+            let pool = settings
+                .pool(database, "pgward-approvals", APPROVAL_POOL_SIZE)
+                .map_err(|e| StoreError::Postgres(e.to_string()))?;
+            let store = Postgres::open(pool).await?;
+            let service = Approvals::new(Store::Postgres(store), webhook);
+            service.spawn_listener(settings, database.clone());
+            service
+        }
+    })
+}
+
+/// Connections to the shared approval store: decisions and lookups are short.
+const APPROVAL_POOL_SIZE: usize = 4;
 
 /// Bytes in a masking key pgward creates.
 const MASK_KEY_BYTES: usize = 32;

@@ -22,6 +22,8 @@
 //! request waits changes neither who may approve it nor how many approvals it needs.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::policy::{ApprovalSpec, RuleId};
@@ -31,16 +33,16 @@ use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 mod tests;
 
 /// The identifier of an approval request, as approvers type it (`pgward approvals approve ID`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct RequestId(String);
 
 /// A point in time: milliseconds since the Unix epoch. Passed in by callers, never read here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Timestamp(u64);
 
 /// An identity and the pgward roles it holds, as the caller resolved them
 /// (`RuleSet::roles_for`). Used for both the requester and approvers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Party {
     /// The identity's name.
     pub identity: String,
@@ -49,7 +51,7 @@ pub struct Party {
 }
 
 /// A statement waiting for approval, and the decisions made on it so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Request {
     id: RequestId,
     requester: Party,
@@ -64,7 +66,8 @@ pub struct Request {
 }
 
 /// Where a request stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum State {
     /// Waiting for approvals.
     Pending,
@@ -84,7 +87,7 @@ pub enum State {
 }
 
 /// One accepted decision, attributed to the approver who made it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Decision {
     /// The approver's identity.
     pub approver: String,
@@ -97,7 +100,8 @@ pub struct Decision {
 }
 
 /// What an approver decides.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Verdict {
     /// Sign off.
     Approve,

@@ -4,7 +4,11 @@
 //! ["alice"]
 //! scram = "SCRAM-SHA-256$4096:<salt>$<StoredKey>:<ServerKey>"
 //! roles = ["dba"]
+//! admin_token = "sha256:<hex>"   # optional: a bearer token for the admin API
 //! ```
+//!
+//! Only the SHA-256 of an admin token is kept: the token itself is shown once, by
+//! `pgward passwd --admin-token`. Tokens are long random strings, so a plain hash suffices.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -27,6 +31,8 @@ pub struct IdentityEntry {
     pub verifier: Verifier,
     /// Its pgward roles.
     pub roles: Vec<String>,
+    /// SHA-256 of its admin API bearer token, if it has one.
+    pub admin_token: Option<[u8; 32]>,
 }
 
 #[derive(Deserialize)]
@@ -35,6 +41,7 @@ struct RawEntry {
     scram: String,
     #[serde(default)]
     roles: Vec<String>,
+    admin_token: Option<String>,
 }
 
 // === impl Identities ===
@@ -72,11 +79,18 @@ impl Identities {
                 .scram
                 .parse()
                 .map_err(|e| format!("identity \"{name}\": scram: {e}"))?;
+            let admin_token = entry
+                .admin_token
+                .as_deref()
+                .map(parse_token_hash)
+                .transpose()
+                .map_err(|e| format!("identity \"{name}\": admin_token: {e}"))?;
             by_name.insert(
                 name,
                 IdentityEntry {
                     verifier,
                     roles: entry.roles,
+                    admin_token,
                 },
             );
         }
@@ -88,6 +102,26 @@ impl Identities {
         self.by_name.get(name)
     }
 
+    /// The identity whose admin token is `token`. Every entry is compared in constant time, so
+    /// the answer's timing says nothing about which hash matched how far.
+    pub fn by_admin_token(&self, token: &str) -> Option<&str> {
+        use sha2::{Digest, Sha256};
+        let presented: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        let mut found = None;
+        for (name, entry) in &self.by_name {
+            if let Some(hash) = &entry.admin_token {
+                let diff = hash
+                    .iter()
+                    .zip(presented)
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+                if diff == 0 {
+                    found = Some(name.as_str());
+                }
+            }
+        }
+        found
+    }
+
     /// How many identities there are.
     pub fn len(&self) -> usize {
         self.by_name.len()
@@ -97,6 +131,35 @@ impl Identities {
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
+}
+
+/// `sha256:<64 hex digits>` → the hash.
+fn parse_token_hash(s: &str) -> Result<[u8; 32], String> {
+    let hex = s
+        .strip_prefix("sha256:")
+        .ok_or("expected sha256:<64 hex digits> (from `pgward passwd --admin-token`)")?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err("expected sha256:<64 hex digits>".to_owned());
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
+    }
+    Ok(out)
+}
+
+/// A new random admin token and the `admin_token` value that stores its hash.
+pub fn new_admin_token() -> (String, String) {
+    use base64::Engine;
+    use sha2::{Digest, Sha256};
+    let bytes: [u8; 32] = rand::random();
+    let token = format!(
+        "pgw_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = Sha256::digest(token.as_bytes());
+    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
+    (token, format!("sha256:{hex}"))
 }
 
 /// The identities-file entry for `name` with a fresh verifier of `password`, as `pgward passwd`
@@ -121,6 +184,21 @@ mod tests {
         let e = ids.get("agent-7").unwrap();
         assert_eq!(e.roles, ["agent"]);
         assert_eq!(e.verifier.iterations, 4096);
+    }
+
+    #[test]
+    fn admin_tokens_are_found_by_hash_only() {
+        let (token, stored) = new_admin_token();
+        let text = format!(
+            "{}admin_token = {stored:?}\n",
+            entry_for("ann", "pw", &["dba".to_owned()])
+        );
+        let ids = Identities::parse(&text).unwrap();
+        assert_eq!(ids.by_admin_token(&token), Some("ann"));
+        assert_eq!(ids.by_admin_token(&format!("{token}x")), None);
+        assert_eq!(ids.by_admin_token(&stored), None);
+        let err = Identities::parse(&text.replace("sha256:", "md5:")).unwrap_err();
+        assert!(err.contains("admin_token"), "{err}");
     }
 
     #[test]

@@ -6,7 +6,7 @@
 mod identities;
 pub mod scram;
 
-pub use identities::{Identities, IdentityEntry, entry_for};
+pub use identities::{Identities, IdentityEntry, entry_for, new_admin_token};
 
 use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 

@@ -36,6 +36,9 @@ enum Command {
         /// Roles to give it, comma-separated.
         #[arg(long, value_delimiter = ',')]
         roles: Vec<String>,
+        /// Also make an admin API bearer token: printed once on stderr, its hash in the entry.
+        #[arg(long)]
+        admin_token: bool,
     },
     /// Show how pgward classifies a SQL text: class, tables, functions, lineage, flags.
     Explain {
@@ -72,7 +75,11 @@ enum Command {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
         Command::Serve { config } => serve::run(&config),
-        Command::Passwd { name, roles } => passwd::run(&name, &roles),
+        Command::Passwd {
+            name,
+            roles,
+            admin_token,
+        } => passwd::run(&name, &roles, admin_token),
         Command::Demo { listen } => demo::run(listen),
         Command::Explain {
             sql,

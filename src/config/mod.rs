@@ -39,6 +39,10 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Deadline for a client to finish TLS, startup and authentication.
     pub startup_timeout: Duration,
+    /// Where approval requests are kept.
+    pub approvals: Approvals,
+    /// The admin HTTP API, when enabled.
+    pub admin: Option<Admin>,
 }
 
 /// Client-facing TLS settings.
@@ -80,6 +84,38 @@ pub struct Secret(String);
 pub trait Env {
     /// The value of variable `name`.
     fn var(&self, name: &str) -> Option<String>;
+}
+
+/// `[approvals]`: where requests are kept and who is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approvals {
+    /// The store.
+    pub store: ApprovalStore,
+    /// Called with a JSON body for each new request and decision.
+    pub webhook_url: Option<String>,
+    /// Time limit of one webhook attempt.
+    pub webhook_timeout: Duration,
+}
+
+/// Where approval requests are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalStore {
+    /// redb in `data_dir/approvals.redb`; in memory (lost on restart) without a `data_dir`.
+    Embedded,
+    /// A table in this server database, shared by every pgward pointed at it.
+    Postgres {
+        /// The database.
+        database: String,
+    },
+}
+
+/// `[admin]`: the admin HTTP API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admin {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Certificate chain and key for HTTPS; plain HTTP without.
+    pub cert_and_key: Option<(PathBuf, PathBuf)>,
 }
 
 /// The process environment.
@@ -237,7 +273,89 @@ impl Config {
             }
         };
 
+        let approvals = match raw.approvals {
+            None => Approvals {
+                store: ApprovalStore::Embedded,
+                webhook_url: None,
+                webhook_timeout: Duration::from_secs(5),
+            },
+            Some(a) => {
+                let store = match (a.store.as_ref().map(|s| (s, s.get_ref().as_str())), &a.database) {
+                    (None | Some((_, "embedded")), None) => ApprovalStore::Embedded,
+                    (None | Some((_, "embedded")), Some(d)) => {
+                        return Err(at.err(
+                            d,
+                            "approvals.database",
+                            "only applies to store = \"postgres\"".to_owned(),
+                        ));
+                    }
+                    (Some((_, "postgres")), Some(d)) => ApprovalStore::Postgres {
+                        database: d.get_ref().clone(),
+                    },
+                    (Some((s, "postgres")), None) => {
+                        return Err(at.err(
+                            s,
+                            "approvals.database",
+                            "store = \"postgres\" needs `database`, the server database holding the queue".to_owned(),
+                        ));
+                    }
+                    (Some((s, other)), _) => {
+                        return Err(at.err(
+                            s,
+                            "approvals.store",
+                            format!("unknown store `{other}` (embedded or postgres)"),
+                        ));
+                    }
+                };
+                if let Some(u) = &a.webhook_url {
+                    let url = u.get_ref();
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        return Err(at.err(
+                            u,
+                            "approvals.webhook_url",
+                            "must be an http:// or https:// URL".to_owned(),
+                        ));
+                    }
+                }
+                Approvals {
+                    store,
+                    webhook_url: a.webhook_url.map(Spanned::into_inner),
+                    webhook_timeout: at.duration(
+                        a.webhook_timeout.as_ref(),
+                        "approvals.webhook_timeout",
+                        5,
+                    )?,
+                }
+            }
+        };
+
+        let admin = match raw.admin {
+            None => None,
+            Some(a) => {
+                let listen = a.listen.get_ref().parse().map_err(|e| {
+                    at.err(&a.listen, "admin.listen", format!("not an address:port ({e})"))
+                })?;
+                let cert_and_key = match (&a.cert, &a.key) {
+                    (Some(c), Some(k)) => Some((path(c), path(k))),
+                    (None, None) => None,
+                    _ => {
+                        return Err(at.err(
+                            &a.listen,
+                            "admin.cert",
+                            "HTTPS needs both `cert` and `key`".to_owned(),
+                        ));
+                    }
+                };
+                Some(Admin {
+                    listen,
+                    cert_and_key,
+                })
+            }
+        };
+
         Ok(Config {
+            approvals,
+            admin,
             listen,
             tls,
             upstream,

@@ -28,6 +28,37 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// The PostgreSQL server pgward protects.
     pub upstream: RawUpstream,
+    /// Where approval requests are kept, and who is told about them.
+    pub approvals: Option<RawApprovals>,
+    /// The admin HTTP API (approvals, health).
+    pub admin: Option<RawAdmin>,
+}
+
+/// `[approvals]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawApprovals {
+    /// `embedded` (redb in `data_dir`, the default) or `postgres`.
+    pub store: Option<Spanned<String>>,
+    /// For `store = "postgres"`: the server database holding the shared queue (reached with
+    /// the `[upstream]` login and TLS).
+    pub database: Option<Spanned<String>>,
+    /// URL called with a JSON body for each new request and decision.
+    pub webhook_url: Option<Spanned<String>>,
+    /// Time limit of one webhook attempt, e.g. `"5s"`.
+    pub webhook_timeout: Option<Spanned<String>>,
+}
+
+/// `[admin]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// `address:port` of the admin HTTP listener.
+    pub listen: Spanned<String>,
+    /// PEM certificate chain for HTTPS (with `key`).
+    pub cert: Option<Spanned<String>>,
+    /// PEM private key for HTTPS (with `cert`).
+    pub key: Option<Spanned<String>>,
 }
 
 /// `[tls]`

@@ -263,6 +263,7 @@ impl Builder {
                 let extra = [
                     ("approvers", r.approvers.as_ref().map(|s| s.span())),
                     ("min_approvals", r.min_approvals.as_ref().map(|s| s.span())),
+                    ("grant_window", r.grant_window.as_ref().map(|s| s.span())),
                     ("timeout", r.timeout.as_ref().map(|s| s.span())),
                     ("mode", r.mode.as_ref().map(|s| s.span())),
                 ];
@@ -372,11 +373,22 @@ impl Builder {
                 ApprovalMode::Hold
             }
         };
+        let grant_window = match &r.grant_window {
+            None => Duration::from_secs(900),
+            Some(t) => match parse_duration(t.get_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.errors.push(at.err(t, "rules.grant_window", e));
+                    Duration::ZERO
+                }
+            },
+        };
         (self.errors.len() == before).then_some(ApprovalSpec {
             approvers,
             min_approvals,
             timeout,
             mode,
+            grant_window,
         })
     }
 

@@ -57,6 +57,7 @@ pub(super) struct RawRule {
     pub min_approvals: Option<Spanned<i64>>,
     pub timeout: Option<Spanned<String>>,
     pub mode: Option<Spanned<String>>,
+    pub grant_window: Option<Spanned<String>>,
 }
 
 /// `[[masks]]`

@@ -13,7 +13,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::build::{Builder, Parts};
 use super::glob::{ColumnGlob, FunctionGlob, Glob, NameFilter, TableGlob};
@@ -59,10 +59,12 @@ pub struct ApprovalSpec {
     pub timeout: Duration,
     /// Whether the client waits or retries.
     pub mode: ApprovalMode,
+    /// In retry mode, how long after approval the requester may run the statement (once).
+    pub grant_window: Duration,
 }
 
 /// How a client experiences a statement waiting for approval.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ApprovalMode {
     /// The statement is held like a slow query until decided.
@@ -245,6 +247,13 @@ impl fmt::Display for RuleId {
     }
 }
 
+impl<'de> Deserialize<'de> for RuleId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(RuleId(Arc::from(s)))
+    }
+}
+
 impl Serialize for RuleId {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
@@ -323,12 +332,36 @@ impl Action {
 impl Serialize for ApprovalSpec {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let mut st = s.serialize_struct("ApprovalSpec", 4)?;
+        let mut st = s.serialize_struct("ApprovalSpec", 5)?;
         st.serialize_field("approvers", &self.approvers)?;
         st.serialize_field("min_approvals", &self.min_approvals)?;
         st.serialize_field("timeout_secs", &self.timeout.as_secs())?;
         st.serialize_field("mode", &self.mode)?;
+        st.serialize_field("grant_window_secs", &self.grant_window.as_secs())?;
         st.end()
+    }
+}
+
+/// Read back by the approval stores, which keep each request's spec as it was when made.
+impl<'de> Deserialize<'de> for ApprovalSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Stored {
+            approvers: Vec<String>,
+            min_approvals: u32,
+            timeout_secs: u64,
+            mode: ApprovalMode,
+            #[serde(default)]
+            grant_window_secs: u64,
+        }
+        let s = Stored::deserialize(d)?;
+        Ok(ApprovalSpec {
+            approvers: s.approvers,
+            min_approvals: s.min_approvals,
+            timeout: Duration::from_secs(s.timeout_secs),
+            mode: s.mode,
+            grant_window: Duration::from_secs(s.grant_window_secs),
+        })
     }
 }
 

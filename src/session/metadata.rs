@@ -6,20 +6,18 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
-
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use deadpool_postgres::Pool;
 use rustls::ClientConfig;
 
-use crate::config::{SslMode, Upstream};
+use crate::config::Upstream;
+use crate::upstream::ClientSettings;
 
 /// Connections per database: lookups are short and rare (cache misses only).
 const POOL_SIZE: usize = 2;
 
 /// Metadata connection pools by server database.
 pub struct MetadataPools {
-    upstream: Upstream,
-    tls: Option<Arc<ClientConfig>>,
+    settings: ClientSettings,
     pools: Mutex<HashMap<String, Pool>>,
 }
 
@@ -49,8 +47,7 @@ impl MetadataPools {
     /// Pools that connect to `upstream`, over TLS when `tls` is given.
     pub fn new(upstream: Upstream, tls: Option<Arc<ClientConfig>>) -> Self {
         MetadataPools {
-            upstream,
-            tls,
+            settings: ClientSettings::new(upstream, tls),
             pools: Mutex::new(HashMap::new()),
         }
     }
@@ -76,36 +73,6 @@ impl MetadataPools {
 
     /// A lazy pool: nothing connects until the first `get`.
     fn build(&self, database: &str) -> Result<Pool, Error> {
-        let cfg = &self.upstream;
-        let mut pg = tokio_postgres::Config::new();
-        pg.host(&cfg.host)
-            .port(cfg.port)
-            .user(&cfg.user)
-            .dbname(database)
-            .application_name("pgward-metadata")
-            .connect_timeout(cfg.connect_timeout);
-        if let Some(p) = &cfg.password {
-            pg.password(p.expose());
-        }
-        let manager_config = ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
-        };
-        let manager = match &self.tls {
-            Some(tls) => {
-                pg.ssl_mode(match cfg.sslmode {
-                    SslMode::Prefer => tokio_postgres::config::SslMode::Prefer,
-                    _ => tokio_postgres::config::SslMode::Require,
-                });
-                let connector = tokio_postgres_rustls::MakeRustlsConnect::new((**tls).clone());
-                Manager::from_config(pg, connector, manager_config)
-            }
-            None => Manager::from_config(pg, tokio_postgres::NoTls, manager_config),
-        };
-        Ok(Pool::builder(manager)
-            .max_size(POOL_SIZE)
-            .wait_timeout(Some(cfg.connect_timeout.max(Duration::from_secs(1))))
-            .create_timeout(Some(cfg.connect_timeout.max(Duration::from_secs(1))))
-            .runtime(deadpool_postgres::Runtime::Tokio1)
-            .build()?)
+        Ok(self.settings.pool(database, "pgward-metadata", POOL_SIZE)?)
     }
 }

@@ -70,6 +70,8 @@ pub struct Shared {
     pub rules: Arc<RulesHandle>,
     /// The text pgward sends in place of a refused statement (see `enforce`).
     pub refusal_token: Arc<str>,
+    /// Approval requests and decisions.
+    pub approvals: Arc<crate::approval::Approvals>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -3,8 +3,10 @@
 //! The client never sees this exchange: not the upstream user's password, not its SCRAM messages,
 //! not an authentication error that would name the upstream login.
 
+mod client;
 mod connect;
 
+pub use client::{ClientSettings, Heard};
 pub use connect::{Connected, StartupParams, cancel, connect};
 
 use bytes::Bytes;

@@ -1,0 +1,480 @@
+//! The approval service the session and the admin API share: makes requests, applies decisions
+//! through the duty checks, wakes the session holding a request, and announces every change
+//! (to the audit recorder through [`Approvals::subscribe`], and to the webhook).
+//!
+//! # Waking without polling
+//! A session waiting on a request registers a [`Notify`] under its id. A change made in this
+//! process wakes it directly; with the PostgreSQL store, every change also commits a `NOTIFY`,
+//! and each instance's listener wakes its own waiters, so a decision made on one instance
+//! reaches a client held by another. After a listener reconnects, every waiter is woken once to
+//! re-read its request, since notifications sent while it was away are lost.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tokio::sync::{Notify, broadcast, mpsc};
+use tracing::{info, warn};
+
+use super::duty::{Error as DutyError, Outcome, Party, RequestId, State, Timestamp, Verdict};
+use super::store::{Store, StoreError, WAKE_CHANNEL};
+use super::ticket::{Origin, Statement, Ticket};
+use super::webhook::Webhook;
+use crate::policy::{ApprovalSpec, RuleId};
+use crate::upstream::{ClientSettings, Heard};
+
+/// Events kept for a subscriber that falls behind before it starts losing them.
+const EVENT_BACKLOG: usize = 4096;
+
+/// Delay before a lost LISTEN connection is made again.
+const RELISTEN_DELAY: Duration = Duration::from_secs(1);
+
+/// Requests, decisions and the sessions waiting on them.
+pub struct Approvals {
+    store: Store,
+    waiters: Mutex<HashMap<RequestId, Weak<Notify>>>,
+    events: broadcast::Sender<Event>,
+    webhook: Option<Webhook>,
+    /// Prefix of this process's request ids, so that ids never repeat across instances.
+    instance: String,
+    next: AtomicU64,
+}
+
+impl std::fmt::Debug for Approvals {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Approvals")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What happened to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A statement was held and a request made.
+    Created,
+    /// An approver approved (the request may still need more approvals).
+    Approved,
+    /// An approver rejected.
+    Rejected,
+    /// Nobody decided in time.
+    Expired,
+    /// The requester withdrew it (cancel, disconnect).
+    Withdrawn,
+    /// A retry-mode grant was used to run the statement.
+    GrantUsed,
+}
+
+/// One change to a request, for the audit log and the webhook.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    /// What happened.
+    pub kind: EventKind,
+    /// Who did it (requester, approver), when a person did.
+    pub actor: Option<String>,
+    /// The approver's reason, for a rejection.
+    pub reason: Option<String>,
+    /// When, in milliseconds since the Unix epoch.
+    pub at: u64,
+    /// The request after the change.
+    pub request: Arc<Ticket>,
+}
+
+/// How a held statement's wait ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ended {
+    /// Approved: the statement may run.
+    Approved(Vec<String>),
+    /// Rejected by an approver, with their reason.
+    Rejected {
+        /// The approver.
+        by: String,
+        /// Their reason.
+        reason: String,
+    },
+    /// Nobody decided in time.
+    Expired,
+    /// Withdrawn (by the requester, from another connection).
+    Withdrawn,
+}
+
+// === impl Approvals ===
+
+impl Approvals {
+    /// The service over `store`; `webhook` is called for each new request and decision.
+    pub fn new(store: Store, webhook: Option<Webhook>) -> Arc<Self> {
+        let instance: u32 = rand::random();
+        Arc::new(Approvals {
+            store,
+            waiters: Mutex::new(HashMap::new()),
+            events: broadcast::channel(EVENT_BACKLOG).0,
+            webhook,
+            instance: format!("{instance:08x}"),
+            next: AtomicU64::new(1),
+        })
+    }
+
+    /// Listens for changes made by other instances on the shared store's database, until the
+    /// service is dropped. Only for the PostgreSQL store.
+    pub fn spawn_listener(self: &Arc<Self>, settings: ClientSettings, database: String) {
+        let me = Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                let (tx, mut rx) = mpsc::channel(256);
+                let listen = {
+                    let (settings, database) = (settings.clone(), database.clone());
+                    tokio::spawn(async move { settings.listen(&database, WAKE_CHANNEL, tx).await })
+                };
+                while let Some(heard) = rx.recv().await {
+                    let Some(me) = me.upgrade() else {
+                        listen.abort();
+                        return;
+                    };
+                    match heard {
+                        Heard::Notification { payload } if payload.is_empty() => me.wake_all(),
+                        Heard::Notification { payload } => me.wake(&RequestId::new(payload)),
+                        Heard::Lost(why) => {
+                            warn!(error = %why, "Approval store LISTEN connection lost; reconnecting");
+                            me.wake_all();
+                        }
+                    }
+                }
+                if me.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(RELISTEN_DELAY).await;
+            }
+        });
+    }
+
+    /// Events from now on. A subscriber that falls more than a few thousand events behind
+    /// misses the oldest (and is told so by the channel).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Makes a request for a held statement.
+    ///
+    /// # Errors
+    /// When the store can't be written: the statement must then be refused.
+    pub async fn submit(
+        &self,
+        requester: Party,
+        rule: RuleId,
+        spec: ApprovalSpec,
+        statement: Statement,
+        origin: Origin,
+    ) -> Result<Arc<Ticket>, StoreError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let salt: u16 = rand::random();
+        let id = RequestId::new(format!("{}-{n}{salt:04x}", self.instance));
+        let actor = requester.identity.clone();
+        let ticket = Ticket::new(id, requester, rule, spec, statement, origin, now());
+        self.store.insert(&ticket).await?;
+        let ticket = Arc::new(ticket);
+        info!(
+            request = %ticket.request.id(),
+            requester = %actor,
+            rule = %ticket.request.rule(),
+            "Approval requested"
+        );
+        self.announce(EventKind::Created, Some(actor), None, Arc::clone(&ticket));
+        Ok(ticket)
+    }
+
+    /// One request, its expiry applied.
+    ///
+    /// # Errors
+    /// When the store can't be read.
+    pub async fn get(&self, id: &RequestId) -> Result<Option<Ticket>, StoreError> {
+        match self.store.get(id).await? {
+            Some(t) if is_due(&t) => Ok(Some(self.expire(id).await?)),
+            other => Ok(other),
+        }
+    }
+
+    /// Requests, oldest first; pending ones past their expiry are expired first.
+    ///
+    /// # Errors
+    /// When the store can't be read.
+    pub async fn list(&self, pending_only: bool) -> Result<Vec<Ticket>, StoreError> {
+        let mut out = Vec::new();
+        for t in self.store.list(pending_only).await? {
+            if is_due(&t) {
+                let t = self.expire(t.request.id()).await?;
+                if !pending_only {
+                    out.push(t);
+                }
+            } else {
+                out.push(t);
+            }
+        }
+        Ok(out)
+    }
+
+    /// An approver's decision, through the duty checks.
+    ///
+    /// # Errors
+    /// The outer error when the store fails or the request does not exist; the inner one when
+    /// the duty checks refuse the decision.
+    pub async fn decide(
+        &self,
+        id: &RequestId,
+        approver: Party,
+        verdict: Verdict,
+    ) -> Result<Result<(Outcome, Arc<Ticket>), DutyError>, StoreError> {
+        let at = now();
+        let (who, reason) = (
+            approver.identity.clone(),
+            match &verdict {
+                Verdict::Reject { reason } => Some(reason.clone()),
+                Verdict::Approve => None,
+            },
+        );
+        let kind = match verdict {
+            Verdict::Approve => EventKind::Approved,
+            Verdict::Reject { .. } => EventKind::Rejected,
+        };
+        let result = self
+            .store
+            .update(
+                id,
+                Box::new(move |t: &mut Ticket| {
+                    let outcome = t.request.decide(&approver, verdict, at)?;
+                    Ok((outcome, t.clone()))
+                }),
+            )
+            .await?;
+        Ok(result.map(|(outcome, ticket)| {
+            let ticket = Arc::new(ticket);
+            info!(request = %id, approver = %who, outcome = ?outcome, "Approval decision");
+            self.wake(id);
+            self.announce(kind, Some(who), reason, Arc::clone(&ticket));
+            (outcome, ticket)
+        }))
+    }
+
+    /// The requester withdraws a pending request (cancel, disconnect).
+    ///
+    /// # Errors
+    /// When the store fails; a request already closed is left as it is.
+    pub async fn withdraw(&self, id: &RequestId, by: &str) -> Result<Ticket, StoreError> {
+        let by_owned = by.to_owned();
+        let result = self
+            .store
+            .update(
+                id,
+                Box::new(move |t: &mut Ticket| {
+                    t.request.withdraw(&by_owned, now())?;
+                    Ok(t.clone())
+                }),
+            )
+            .await?;
+        match result {
+            Ok(t) => {
+                let t = Arc::new(t);
+                self.wake(id);
+                self.announce(EventKind::Withdrawn, Some(by.to_owned()), None, Arc::clone(&t));
+                Ok((*t).clone())
+            }
+            Err(_) => self.current(id).await,
+        }
+    }
+
+    /// Marks a request expired if it is pending and past due; returns it as it now is.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn expire(&self, id: &RequestId) -> Result<Ticket, StoreError> {
+        let result = self
+            .store
+            .update(
+                id,
+                Box::new(|t: &mut Ticket| {
+                    if t.request.expire_if_due(now()) {
+                        Ok(t.clone())
+                    } else {
+                        // Nothing to write: report it as refused so the store leaves it alone.
+                        Err(DutyError::Expired {
+                            request: t.request.id().clone(),
+                            rule: t.request.rule().clone(),
+                        })
+                    }
+                }),
+            )
+            .await?;
+        match result {
+            Ok(t) => {
+                let t = Arc::new(t);
+                self.wake(id);
+                self.announce(EventKind::Expired, None, None, Arc::clone(&t));
+                Ok((*t).clone())
+            }
+            Err(_) => self.current(id).await,
+        }
+    }
+
+    /// Uses a retry-mode grant: the approved request of `identity` for exactly this statement,
+    /// unused and within its window, is marked used and returned. Each grant runs once.
+    ///
+    /// # Errors
+    /// When the store fails.
+    pub async fn take_grant(
+        &self,
+        identity: &str,
+        statement: &Statement,
+    ) -> Result<Option<Arc<Ticket>>, StoreError> {
+        let fingerprint = super::ticket::fingerprint(&statement.sql, &statement.params);
+        for id in self.store.grant_candidates(identity, &fingerprint).await? {
+            let (who, fp) = (identity.to_owned(), fingerprint.clone());
+            let result = self
+                .store
+                .update(
+                    &id,
+                    Box::new(move |t: &mut Ticket| {
+                        let at = now();
+                        if t.grant_open(&who, &fp, at) {
+                            t.grant_used = Some(at);
+                            Ok(t.clone())
+                        } else {
+                            Err(DutyError::Expired {
+                                request: t.request.id().clone(),
+                                rule: t.request.rule().clone(),
+                            })
+                        }
+                    }),
+                )
+                .await?;
+            if let Ok(t) = result {
+                let t = Arc::new(t);
+                self.announce(
+                    EventKind::GrantUsed,
+                    Some(identity.to_owned()),
+                    None,
+                    Arc::clone(&t),
+                );
+                return Ok(Some(t));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Waits until request `id` is decided, expired or withdrawn. Costs nothing while waiting:
+    /// the task sleeps until a change to this request or its expiry.
+    ///
+    /// # Errors
+    /// When the store fails; the caller fails closed.
+    pub async fn wait(&self, id: &RequestId) -> Result<Ended, StoreError> {
+        let notify = self.waiter(id);
+        loop {
+            // Enabled before reading the state, so a change in between still wakes us.
+            let changed = notify.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let ticket = self
+                .store
+                .get(id)
+                .await?
+                .ok_or_else(|| StoreError::NotFound(id.clone()))?;
+            if let Some(ended) = ended(&ticket) {
+                return Ok(ended);
+            }
+            let due = ticket.request.expires_at().as_unix_millis();
+            let left = due.saturating_sub(now().as_unix_millis());
+            tokio::select! {
+                () = &mut changed => {}
+                () = tokio::time::sleep(Duration::from_millis(left)) => {
+                    let t = self.expire(id).await?;
+                    if let Some(ended) = ended(&t) {
+                        return Ok(ended);
+                    }
+                }
+            }
+        }
+    }
+
+    fn waiter(&self, id: &RequestId) -> Arc<Notify> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        waiters.retain(|_, w| w.strong_count() > 0);
+        if let Some(n) = waiters.get(id).and_then(Weak::upgrade) {
+            return n;
+        }
+        let n = Arc::new(Notify::new());
+        waiters.insert(id.clone(), Arc::downgrade(&n));
+        n
+    }
+
+    fn wake(&self, id: &RequestId) {
+        let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = waiters.get(id).and_then(Weak::upgrade) {
+            n.notify_waiters();
+        }
+    }
+
+    fn wake_all(&self) {
+        let waiters = self.waiters.lock().unwrap_or_else(PoisonError::into_inner);
+        for n in waiters.values().filter_map(Weak::upgrade) {
+            n.notify_waiters();
+        }
+    }
+
+    async fn current(&self, id: &RequestId) -> Result<Ticket, StoreError> {
+        self.store
+            .get(id)
+            .await?
+            .ok_or_else(|| StoreError::NotFound(id.clone()))
+    }
+
+    fn announce(
+        &self,
+        kind: EventKind,
+        actor: Option<String>,
+        reason: Option<String>,
+        request: Arc<Ticket>,
+    ) {
+        let event = Event {
+            kind,
+            actor,
+            reason,
+            at: now().as_unix_millis(),
+            request,
+        };
+        if let Some(hook) = &self.webhook {
+            hook.send(&event);
+        }
+        // No subscriber (audit off) is fine.
+        let _ = self.events.send(event);
+    }
+}
+
+/// How a closed request ended, or `None` while it is pending.
+fn ended(t: &Ticket) -> Option<Ended> {
+    match t.request.state() {
+        State::Pending => None,
+        State::Approved => Some(Ended::Approved(
+            t.request
+                .decisions()
+                .iter()
+                .map(|d| d.approver.clone())
+                .collect(),
+        )),
+        State::Rejected { by, reason } => Some(Ended::Rejected {
+            by: by.clone(),
+            reason: reason.clone(),
+        }),
+        State::Expired => Some(Ended::Expired),
+        State::Withdrawn => Some(Ended::Withdrawn),
+    }
+}
+
+fn is_due(t: &Ticket) -> bool {
+    *t.request.state() == State::Pending && t.request.expires_at() <= now()
+}
+
+/// The wall clock, read here and passed into the pure duty checks.
+pub fn now() -> Timestamp {
+    Timestamp::from_system_time(SystemTime::now())
+}
