@@ -44,6 +44,9 @@ pub enum Error {
     /// The approvals webhook can't be set up.
     #[error("approvals webhook: {0}")]
     Webhook(#[from] reqwest::Error),
+    /// The admin listener can't be started.
+    #[error(transparent)]
+    Admin(#[from] crate::admin::Error),
     /// The listen address can't be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -59,6 +62,7 @@ pub enum Error {
 pub struct Server {
     listener: TcpListener,
     shared: Arc<Shared>,
+    admin: Option<crate::admin::Listener>,
 }
 
 // === impl Server ===
@@ -91,6 +95,10 @@ impl Server {
                 addr: config.listen,
                 source,
             })?;
+        let admin = match &config.admin {
+            Some(admin) => Some(crate::admin::Listener::bind(admin).await?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             config,
             identities,
@@ -108,7 +116,11 @@ impl Server {
             refusal_token: session::refusal_token(),
             approvals,
         });
-        Ok(Server { listener, shared })
+        Ok(Server {
+            listener,
+            shared,
+            admin,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -117,6 +129,11 @@ impl Server {
     /// When the socket can't tell.
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
         self.listener.local_addr()
+    }
+
+    /// The address the admin API actually bound, when `[admin]` is configured.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|a| a.local_addr().ok())
     }
 
     /// What every session shares (the admin API serves from it too).
@@ -130,8 +147,9 @@ impl Server {
     }
 
     /// Accepts clients until the task is dropped. Each client runs in its own task, so one
-    /// client's failure never touches another's.
-    pub async fn run(self) {
+    /// client's failure never touches another's; the admin API, when configured, is served by
+    /// its own task beside them.
+    pub async fn run(mut self) {
         info!(
             listen = %self.local_addr().map_or_else(|_| "?".to_owned(), |a| a.to_string()),
             identities = self.shared.identities.len(),
@@ -141,6 +159,10 @@ impl Server {
         let _reloader = AbortOnDrop(tokio::spawn(
             Arc::clone(&self.shared.rules).watch(RULES_POLL),
         ));
+        let _admin = self
+            .admin
+            .take()
+            .map(|admin| AbortOnDrop(tokio::spawn(admin.serve(Arc::clone(&self.shared)))));
         loop {
             match self.listener.accept().await {
                 Ok((tcp, peer)) => {

@@ -1,0 +1,40 @@
+//! The admin surface: an HTTP/1.1 API on its own listener, plain or HTTPS, for approvers (and
+//! later auditors and metrics scrapers).
+//!
+//! - [`listener`] binds `[admin] listen`, terminates TLS, and serves each connection in its own
+//!   task with bounded headers, bodies and lifetimes.
+//! - [`api`] routes requests and authenticates them: every `/v1` route needs
+//!   `Authorization: Bearer <token>`, whose SHA-256 must match an identity's `admin_token`.
+//! - [`view`] is the JSON the API answers with, also read back by `pgward approvals`.
+//!
+//! # Security
+//! The admin API never decides anything itself: approvals go through
+//! [`Approvals::decide`](crate::approval::Approvals::decide) and so through the duty checks,
+//! with the approver's roles resolved from the live rule set at the moment of the decision. A
+//! failing admin connection never touches a client session: they share no task and no lock
+//! beyond the approval store.
+
+pub mod api;
+pub mod listener;
+pub mod view;
+
+pub use api::Api;
+pub use listener::Listener;
+
+use std::net::SocketAddr;
+
+/// Errors starting the admin listener.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The certificate or key for HTTPS is unusable.
+    #[error("admin: {0}")]
+    Tls(#[from] crate::tls::Error),
+    /// The listen address can't be bound.
+    #[error("admin: cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
