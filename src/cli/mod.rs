@@ -1,5 +1,6 @@
 //! Subcommands: one file each.
 
+mod approvals;
 mod check;
 mod demo;
 mod explain;
@@ -63,6 +64,13 @@ enum Command {
         /// The rules directory.
         dir: PathBuf,
     },
+    /// Review and decide approval requests through the admin API.
+    Approvals {
+        #[command(flatten)]
+        conn: approvals::Connection,
+        #[command(subcommand)]
+        action: approvals::Action,
+    },
     /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
     Demo {
         /// Where pgward listens.
@@ -87,6 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             search_path,
             who,
         } => explain::run(&sql, format, &search_path, &who),
+        Command::Approvals { conn, action } => approvals::run(&conn, &action),
         Command::Check { dir } => check::run(&dir),
         Command::Test { dir } => test::run(&dir),
     }
