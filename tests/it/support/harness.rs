@@ -3,9 +3,11 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use pgward::config::Config;
 use pgward::server::Server;
+use pgward::session::Shared;
 
 use super::pg;
 
@@ -17,6 +19,15 @@ pub struct Harness {
     upstream_port: Option<u16>,
     rules: String,
     upstream_tls: (&'static str, Option<String>),
+    admin: Option<AdminListener>,
+    admin_tokens: HashMap<String, String>,
+}
+
+/// How the admin API listens, when enabled.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AdminListener {
+    Http,
+    Https,
 }
 
 /// A running pgward and the database it fronts.
@@ -27,6 +38,11 @@ pub struct Running {
     pub database: String,
     /// The directory with the config, identities and TLS files.
     pub dir: tempfile::TempDir,
+    /// What pgward's sessions and admin API share (its approval service, identities, rules).
+    pub shared: Arc<Shared>,
+    /// Where the admin API listens, when enabled.
+    pub admin_addr: Option<SocketAddr>,
+    admin_https: bool,
     rules: std::sync::Arc<pgward::session::RulesHandle>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -60,7 +76,35 @@ impl Harness {
             upstream_port: None,
             rules: ALLOW_ALL.to_owned(),
             upstream_tls: ("disable", None),
+            admin: None,
+            admin_tokens: HashMap::new(),
         }
+    }
+
+    /// Enables the admin API on `127.0.0.1:0`, plain HTTP.
+    pub fn admin(mut self) -> Self {
+        self.admin.get_or_insert(AdminListener::Http);
+        self
+    }
+
+    /// Enables the admin API on `127.0.0.1:0` over HTTPS, with a fresh self-signed certificate
+    /// for `localhost` and `127.0.0.1` ([`Running::admin_cert_path`]).
+    pub fn admin_https(mut self) -> Self {
+        self.admin = Some(AdminListener::Https);
+        self
+    }
+
+    /// Gives the identity `name` (added before, or the default one) a new admin API token and
+    /// returns it; enables the admin API if it isn't.
+    pub fn admin_token(&mut self, name: &str) -> String {
+        assert!(
+            self.identities.iter().any(|(n, _, _)| n == name),
+            "add identity {name} before giving it an admin token"
+        );
+        let (token, stored) = pgward::auth::new_admin_token();
+        self.admin_tokens.insert(name.to_owned(), stored);
+        self.admin.get_or_insert(AdminListener::Http);
+        token
     }
 
     /// Adds an identity.
@@ -111,6 +155,9 @@ impl Harness {
         let mut identities = String::new();
         for (name, pw, roles) in &self.identities {
             identities.push_str(&pgward::auth::entry_for(name, pw, roles));
+            if let Some(stored) = self.admin_tokens.get(name) {
+                identities.push_str(&format!("admin_token = {stored:?}\n"));
+            }
         }
         std::fs::write(dir.path().join("identities.toml"), identities).expect("write identities");
         std::fs::create_dir(dir.path().join("rules")).expect("rules dir");
@@ -141,6 +188,26 @@ impl Harness {
             std::fs::write(dir.path().join("upstream-ca.crt"), ca).expect("write CA");
             text.push_str("ca_file = \"upstream-ca.crt\"\n");
         }
+        match self.admin {
+            None => {}
+            Some(AdminListener::Http) => text.push_str("\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+            Some(AdminListener::Https) => {
+                let cert = rcgen::generate_simple_self_signed(vec![
+                    "localhost".to_owned(),
+                    "127.0.0.1".to_owned(),
+                ])
+                .expect("admin cert");
+                std::fs::write(dir.path().join("admin.crt"), cert.cert.pem()).expect("write cert");
+                std::fs::write(
+                    dir.path().join("admin.key"),
+                    cert.signing_key.serialize_pem(),
+                )
+                .expect("write key");
+                text.push_str(
+                    "\n[admin]\nlisten = \"127.0.0.1:0\"\ncert = \"admin.crt\"\nkey = \"admin.key\"\n",
+                );
+            }
+        }
         let env = HashMap::from([(
             "PGWARD_TEST_UPSTREAM_PASSWORD".to_owned(),
             pg::SUPERUSER_PASSWORD.to_owned(),
@@ -150,11 +217,16 @@ impl Harness {
         let server = Server::bind(config).await.expect("pgward binds");
         let addr = server.local_addr().expect("local addr");
         let rules = server.rules();
+        let shared = server.shared();
+        let admin_addr = server.admin_addr();
         let task = tokio::spawn(server.run());
         Running {
             addr,
             database,
             dir,
+            shared,
+            admin_addr,
+            admin_https: self.admin == Some(AdminListener::Https),
             rules,
             task,
         }
@@ -215,6 +287,19 @@ impl Running {
     /// pgward's live rule set.
     pub fn rules(&self) -> &pgward::session::RulesHandle {
         &self.rules
+    }
+
+    /// The admin API's base URL (`http://127.0.0.1:PORT`, or `https://…` with
+    /// [`Harness::admin_https`]).
+    pub fn admin_url(&self) -> String {
+        let addr = self.admin_addr.expect("the admin API is enabled");
+        let scheme = if self.admin_https { "https" } else { "http" };
+        format!("{scheme}://{addr}")
+    }
+
+    /// The admin API's self-signed certificate, with [`Harness::admin_https`].
+    pub fn admin_cert_path(&self) -> PathBuf {
+        self.dir.path().join("admin.crt")
     }
 
     /// The self-signed certificate pgward presents, when TLS is on.
