@@ -560,3 +560,19 @@ async fn https_with_a_private_ca() {
         "without --ca-file the certificate is untrusted: {err}"
     );
 }
+
+#[tokio::test]
+async fn without_admin_tokens_the_api_only_answers_health() {
+    let h = Harness::new().admin().start().await;
+    let (status, _) = call(&h, reqwest::Method::GET, "/health", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = get(&h, "/v1/approvals", "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        body["hint"]
+            .as_str()
+            .is_some_and(|h| h.contains("--admin-token"))
+    );
+    // Sessions are unaffected by the admin listener.
+    h.client().await.simple_query("SELECT 1").await.unwrap();
+}
