@@ -26,13 +26,27 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let dir = pg.dir().join("pgward");
     std::fs::create_dir_all(&dir)?;
     let mut identities = String::new();
-    for (name, password, role) in [
-        ("alice", "alice-demo", "dba"),
-        ("agent-7", "agent-demo", "agent"),
+    // carol, a second dba, approves held statements through the admin API with this token.
+    let (carol_token, carol_token_hash) = pgward::auth::new_admin_token();
+    for (name, password, role, admin_token) in [
+        ("alice", "alice-demo", "dba", None),
+        ("agent-7", "agent-demo", "agent", None),
+        ("carol", "carol-demo", "dba", Some(&carol_token_hash)),
     ] {
         identities.push_str(&pgward::auth::entry_for(name, password, &[role.to_owned()]));
+        if let Some(hash) = admin_token {
+            identities.push_str(&format!("admin_token = {hash:?}\n"));
+        }
         identities.push('\n');
     }
+    // The admin API listens on the next port, the CLI's default with the default listen port.
+    let admin_listen = SocketAddr::new(
+        listen.ip(),
+        match listen.port() {
+            0 => 0,
+            port => port.checked_add(1).unwrap_or(0),
+        },
+    );
     std::fs::write(dir.join("identities.toml"), identities)?;
     std::fs::write(dir.join("upstream.password"), &upstream_password)?;
     std::fs::write(
@@ -40,7 +54,8 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         format!(
             "listen = \"{listen}\"\nidentities = \"identities.toml\"\nrules = {rules:?}\ndata_dir = \"data\"\n\n\
              [upstream]\nhost = \"127.0.0.1\"\nport = {port}\nuser = \"{UPSTREAM_USER}\"\n\
-             password_file = \"upstream.password\"\nsslmode = \"disable\"\n",
+             password_file = \"upstream.password\"\nsslmode = \"disable\"\n\n\
+             [admin]\nlisten = \"{admin_listen}\"\n",
             port = pg.port(),
             rules = RULES_DIR,
         ),
@@ -60,7 +75,13 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
             addr.port()
         );
         println!();
-        println!("Identities: alice (role dba, password alice-demo), agent-7 (role agent, password agent-demo).");
+        println!("Identities: alice (role dba, password alice-demo), agent-7 (role agent, password agent-demo),");
+        println!("carol (role dba, password carol-demo), who approves held statements:");
+        if let Some(admin) = server.admin_addr() {
+            println!();
+            println!("    PGWARD_ADMIN_URL=http://{admin} PGWARD_ADMIN_TOKEN={carol_token} pgward approvals list");
+            println!();
+        }
         println!("Try: SELECT full_name, email FROM people LIMIT 5;   then, as agent-7: DELETE FROM payments;");
         println!("The rules are {RULES_DIR}: edit them and the running sessions follow.");
         println!("Press Ctrl-C to stop; the demo's data is removed.");
