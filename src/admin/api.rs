@@ -439,3 +439,73 @@ impl ToErrorResponse for Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_ids_are_looked_up() {
+        assert!(request_id("0a1b2c3d-17beef").is_ok());
+        for bad in ["", "..", "a/b", "a b", "ä", &"a".repeat(MAX_ID_LEN + 1)] {
+            assert!(
+                matches!(request_id(bad), Err(Error::NotFound(_))),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_parse_strictly_and_empty_means_empty_object() {
+        assert!(parse_body::<ApproveBody>(b"").is_ok());
+        assert!(parse_body::<ApproveBody>(b" \n").is_ok());
+        assert!(parse_body::<ApproveBody>(b"{}").is_ok());
+        assert!(matches!(
+            parse_body::<ApproveBody>(b"{\"comment\":1}"),
+            Err(Error::BadJson(_))
+        ));
+        let r: RejectBody = parse_body(b"").unwrap();
+        assert_eq!(r.reason, "");
+        let r: RejectBody = parse_body(br#"{"reason":"why"}"#).unwrap();
+        assert_eq!(r.reason, "why");
+        assert!(matches!(
+            parse_body::<RejectBody>(b"{\"reason\":"),
+            Err(Error::BadJson(_))
+        ));
+    }
+
+    #[test]
+    fn duty_refusals_map_to_forbidden_conflict_or_bad_request() {
+        let (request, rule) = (
+            RequestId::new("r-1"),
+            serde_json::from_str::<crate::policy::RuleId>("\"rule-a\"").unwrap(),
+        );
+        let forbidden = Error::Duty(DutyError::SelfDecision {
+            request: request.clone(),
+            rule: rule.clone(),
+            identity: "ann".into(),
+            approvers: vec!["dba".into()],
+        });
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        assert_eq!(forbidden.sqlstate(), SqlState::INSUFFICIENT_PRIVILEGE);
+        let conflict = Error::Duty(DutyError::Decided {
+            request: request.clone(),
+            rule: rule.clone(),
+            state: "approved",
+        });
+        assert_eq!(conflict.status(), StatusCode::CONFLICT);
+        let missing = Error::Duty(DutyError::MissingReason { request, rule });
+        assert_eq!(missing.status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            Error::Store(StoreError::Postgres("down".into())).status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        let unauthorized = Error::Unauthorized.into_response();
+        assert_eq!(unauthorized.status(), StatusCode::UNAUTHORIZED);
+        assert!(
+            unauthorized
+                .headers()
+                .contains_key(header::WWW_AUTHENTICATE)
+        );
+    }
+}

@@ -20,7 +20,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 const LIST_SQL_CHARS: usize = 60;
 
 /// Where the admin API is and who is calling.
-#[derive(Debug, clap::Args)]
+#[derive(clap::Args)]
 pub struct Connection {
     /// The admin API's base URL.
     #[arg(
@@ -46,6 +46,18 @@ pub struct Connection {
     /// Print the API's JSON answer instead of a table.
     #[arg(long, global = true)]
     json: bool,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The token is a credential: never in Debug output.
+        f.debug_struct("Connection")
+            .field("url", &self.url)
+            .field("token", &self.token.as_ref().map(|_| "_"))
+            .field("ca_file", &self.ca_file)
+            .field("json", &self.json)
+            .finish()
+    }
 }
 
 /// What to do.
