@@ -150,6 +150,11 @@ impl Approvals {
         });
     }
 
+    /// This process's instance id (a prefix of its request ids and session labels).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Events from now on. A subscriber that falls more than a few thousand events behind
     /// misses the oldest (and is told so by the channel).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -12,6 +12,7 @@ mod catalog;
 mod columns;
 mod enforce;
 mod handshake;
+mod hold;
 mod metadata;
 pub mod relay;
 mod results;
@@ -19,7 +20,7 @@ mod rules;
 mod settings;
 
 pub use analyze::StatementTracker;
-pub use cancel::{BackendKey, CancelRegistry, ClientKey, Registration};
+pub use cancel::{BackendKey, CancelRegistry, CancelSignal, ClientKey, Registration};
 pub use catalog::Catalogs;
 pub use columns::{ColumnCatalog, ColumnCatalogs};
 pub use enforce::{ClientStage, Refusals, ServerStage, Verdict, refusal_token};
