@@ -282,7 +282,12 @@ impl Approvals {
             Ok(t) => {
                 let t = Arc::new(t);
                 self.wake(id);
-                self.announce(EventKind::Withdrawn, Some(by.to_owned()), None, Arc::clone(&t));
+                self.announce(
+                    EventKind::Withdrawn,
+                    Some(by.to_owned()),
+                    None,
+                    Arc::clone(&t),
+                );
                 Ok((*t).clone())
             }
             Err(_) => self.current(id).await,

@@ -108,7 +108,10 @@ pub fn fingerprint(sql: &str, params: &[Option<String>]) -> String {
 }
 
 /// Renders protocol parameter values for people: text format as UTF-8 (lossy), binary as hex.
-pub fn render_params(values: &[Option<&[u8]>], binary: impl Fn(usize) -> bool) -> Vec<Option<String>> {
+pub fn render_params(
+    values: &[Option<&[u8]>],
+    binary: impl Fn(usize) -> bool,
+) -> Vec<Option<String>> {
     values
         .iter()
         .enumerate()

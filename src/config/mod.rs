@@ -280,7 +280,10 @@ impl Config {
                 webhook_timeout: Duration::from_secs(5),
             },
             Some(a) => {
-                let store = match (a.store.as_ref().map(|s| (s, s.get_ref().as_str())), &a.database) {
+                let store = match (
+                    a.store.as_ref().map(|s| (s, s.get_ref().as_str())),
+                    &a.database,
+                ) {
                     (None | Some((_, "embedded")), None) => ApprovalStore::Embedded,
                     (None | Some((_, "embedded")), Some(d)) => {
                         return Err(at.err(
@@ -333,7 +336,11 @@ impl Config {
             None => None,
             Some(a) => {
                 let listen = a.listen.get_ref().parse().map_err(|e| {
-                    at.err(&a.listen, "admin.listen", format!("not an address:port ({e})"))
+                    at.err(
+                        &a.listen,
+                        "admin.listen",
+                        format!("not an address:port ({e})"),
+                    )
                 })?;
                 let cert_and_key = match (&a.cert, &a.key) {
                     (Some(c), Some(k)) => Some((path(c), path(k))),

@@ -26,10 +26,10 @@ use tracing::info;
 
 use super::StatementTracker;
 use super::columns::ColumnCatalog;
+use super::hold::{Holds, Outcome as HoldOutcome, Pending};
 use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
 use crate::mask::CopyFormat;
-use super::hold::{Holds, Outcome as HoldOutcome, Pending};
 use crate::policy::{Action, ApprovalSpec, Request, RuleId};
 use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, cstr, tag};
 use crate::sql::{
@@ -833,7 +833,12 @@ impl ServerStage {
     /// The server's syntax error for a refusal's replacement, as pgward's own error.
     fn rewrite_refusal(&mut self, out: &mut BytesMut) -> Verdict {
         let (code, rule, message, hint) = match self.refusals.take(self.segments_done) {
-            Some(r) => (r.denial.code, r.denial.rule, r.denial.message, r.denial.hint),
+            Some(r) => (
+                r.denial.code,
+                r.denial.rule,
+                r.denial.message,
+                r.denial.hint,
+            ),
             // Not reachable while pgward is the only writer of the token; still never let the
             // token's syntax error reach the client.
             None => (

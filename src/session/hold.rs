@@ -168,7 +168,11 @@ impl Holds {
 
     async fn retry(&mut self, pending: Pending) -> Outcome {
         let identity = self.requester.identity.clone();
-        match self.approvals.take_grant(&identity, &pending.statement).await {
+        match self
+            .approvals
+            .take_grant(&identity, &pending.statement)
+            .await
+        {
             Ok(Some(t)) => {
                 info!(request = %t.request.id(), "Approved statement run on its grant");
                 return Outcome::Run;

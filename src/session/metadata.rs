@@ -4,10 +4,10 @@
 //! They are separate from client sessions so that a lookup never runs inside a client's
 //! transaction or sees its uncommitted DDL.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use deadpool_postgres::Pool;
 use rustls::ClientConfig;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::config::Upstream;
 use crate::upstream::ClientSettings;

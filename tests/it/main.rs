@@ -2,6 +2,7 @@
 
 mod support;
 
+mod approvals;
 mod auth;
 mod bad_input;
 mod demo;

@@ -75,8 +75,8 @@ impl Postgres {
         let client = self.pool.get().await.map_err(pg)?;
         let json = String::from_utf8(encode(ticket)).map_err(pg)?;
         let r = &ticket.request;
-        let created =
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(r.created_at().as_unix_millis());
+        let created = std::time::UNIX_EPOCH
+            + std::time::Duration::from_millis(r.created_at().as_unix_millis());
         client
             .execute(
                 "INSERT INTO pgward_approval_requests (id, state, requester, fingerprint, created_at, ticket) \
@@ -149,12 +149,9 @@ impl Postgres {
             )
             .await
             .map_err(pg)?;
-            tx.execute(
-                "SELECT pg_notify($1, $2)",
-                &[&WAKE_CHANNEL, &id.as_str()],
-            )
-            .await
-            .map_err(pg)?;
+            tx.execute("SELECT pg_notify($1, $2)", &[&WAKE_CHANNEL, &id.as_str()])
+                .await
+                .map_err(pg)?;
             tx.commit().await.map_err(pg)?;
         }
         Ok(result)

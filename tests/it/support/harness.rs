@@ -28,6 +28,8 @@ pub struct Running {
     /// The directory with the config, identities and TLS files.
     pub dir: tempfile::TempDir,
     rules: std::sync::Arc<pgward::session::RulesHandle>,
+    /// What pgward's sessions share (its approval service, among others).
+    pub shared: std::sync::Arc<pgward::session::Shared>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -150,12 +152,14 @@ impl Harness {
         let server = Server::bind(config).await.expect("pgward binds");
         let addr = server.local_addr().expect("local addr");
         let rules = server.rules();
+        let shared = server.shared();
         let task = tokio::spawn(server.run());
         Running {
             addr,
             database,
             dir,
             rules,
+            shared,
             task,
         }
     }
