@@ -460,3 +460,110 @@ async fn a_decision_on_one_instance_releases_a_client_held_by_another() {
         .unwrap();
     assert_eq!(*on_a.request.state(), State::Approved);
 }
+
+/// Starts `pgward serve` as a process with its own data directory, and waits until it accepts.
+async fn serve_process(dir: &std::path::Path, port: u16) -> tokio::process::Child {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgward"))
+        .args(["serve", "--config"])
+        .arg(dir.join("pgward.toml"))
+        .env("PGWARD_TEST_UPSTREAM_PASSWORD", pg::SUPERUSER_PASSWORD)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("pgward serve starts");
+    assert_eventually!(
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok(),
+        "pgward listening"
+    );
+    child
+}
+
+#[tokio::test]
+async fn a_pending_request_survives_a_crash_and_restart_of_the_embedded_store() {
+    let database = pg::fresh_database().await;
+    pg::direct(&database)
+        .await
+        .batch_execute(SCHEMA)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        dir.path().join("identities.toml"),
+        pgward::auth::entry_for("dave", "dave-pw", &[]),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
+    std::fs::write(
+        dir.path().join("pgward.toml"),
+        format!(
+            "listen = \"127.0.0.1:{port}\"\nidentities = \"identities.toml\"\nrules = \"rules\"\n\
+             data_dir = \"data\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"postgres\"\n\
+             password_env = \"PGWARD_TEST_UPSTREAM_PASSWORD\"\nsslmode = \"disable\"\n",
+            pg::server().port()
+        ),
+    )
+    .unwrap();
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=dave password=dave-pw dbname={database} sslmode=disable"
+    );
+
+    let mut first = serve_process(dir.path(), port).await;
+    let (dave, mut conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+    let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        // Ends with the connection (it is killed below).
+        while let Some(Ok(m)) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            if tx.send(m).is_err() {
+                break;
+            }
+        }
+    });
+    let run = tokio::spawn(async move { dave.batch_execute("DELETE FROM orders").await });
+    // The notice comes after the request is stored.
+    let notice = tokio::time::timeout(Duration::from_secs(10), notices.recv())
+        .await
+        .expect("held")
+        .expect("open");
+    assert!(matches!(notice, AsyncMessage::Notice(_)), "{notice:?}");
+
+    // A crash: the held client gets an error, the request stays pending on disk.
+    first.start_kill().unwrap();
+    first.wait().await.unwrap();
+    let e = run.await.unwrap().unwrap_err();
+    assert!(e.is_closed() || e.as_db_error().is_none(), "{e:?}");
+    let store_file = dir.path().join("data/approvals.redb");
+    let listed = {
+        let store = pgward::approval::store::Embedded::open(&store_file).unwrap();
+        pgward::approval::Approvals::new(pgward::approval::Store::Embedded(store), None)
+            .list(true)
+            .await
+            .unwrap()
+    };
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].statement.sql, "DELETE FROM orders");
+    assert_eq!(*listed[0].request.state(), State::Pending);
+
+    // pgward starts again on the same store and serves; the request is still there after.
+    let mut second = serve_process(dir.path(), port).await;
+    let (dave, conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    dave.batch_execute("SELECT 1").await.unwrap();
+    second.start_kill().unwrap();
+    second.wait().await.unwrap();
+    let store = pgward::approval::store::Embedded::open(&store_file).unwrap();
+    let again = pgward::approval::Approvals::new(pgward::approval::Store::Embedded(store), None)
+        .list(true)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].request.id(), listed[0].request.id());
+}
