@@ -223,6 +223,10 @@ impl Refusals {
 
 impl ClientStage {
     /// The stage for one session.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is a distinct per-session part, built by the handshake"
+    )]
     pub fn new(
         tracker: StatementTracker,
         rules: LiveRules,
@@ -772,10 +776,10 @@ impl ServerStage {
         match frame.tag() {
             tag::PARAMETER_STATUS => {
                 let mut r = MessageReader::new(frame.body(), "ParameterStatus");
-                if let (Ok(name), Ok(value)) = (r.cstr_utf8(), r.cstr_utf8()) {
-                    if lexer_unsafe_parameter(name, value) {
-                        self.refusals.mark_lexer_unsafe();
-                    }
+                if let (Ok(name), Ok(value)) = (r.cstr_utf8(), r.cstr_utf8())
+                    && lexer_unsafe_parameter(name, value)
+                {
+                    self.refusals.mark_lexer_unsafe();
                 }
                 self.saw_fatal = false;
                 Verdict::Pass

@@ -114,14 +114,11 @@ async fn client(h: &Running, user: &str) -> tokio_postgres::Client {
 /// The one pending request, once there is one.
 async fn pending(h: &Running) -> Ticket {
     let approvals = &h.shared.approvals;
-    let mut found = Vec::new();
     assert_eventually!(
-        {
-            found = approvals.list(true).await.unwrap();
-            !found.is_empty()
-        },
+        !approvals.list(true).await.unwrap().is_empty(),
         "a pending approval request"
     );
+    let mut found = approvals.list(true).await.unwrap();
     assert_eq!(found.len(), 1, "{found:?}");
     found.remove(0)
 }
@@ -566,4 +563,32 @@ async fn a_pending_request_survives_a_crash_and_restart_of_the_embedded_store() 
         .unwrap();
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].request.id(), listed[0].request.id());
+}
+
+#[tokio::test]
+async fn psql_shows_the_hold_notice_and_runs_the_statement_once_approved() {
+    let h = start(harness()).await;
+    let conninfo = h.conninfo("dave", "dave-pw");
+    let psql = tokio::process::Command::new("psql")
+        .arg(conninfo)
+        .args(["-X", "-v", "ON_ERROR_STOP=1", "-c"])
+        .arg("INSERT INTO orders VALUES (3, 'from psql')")
+        .env_remove("PGSERVICE")
+        .output();
+    let psql = tokio::spawn(psql);
+    let t = pending(&h).await;
+    assert_eq!(
+        decide(&h, &t, dba("carol"), Verdict::Approve).await,
+        Ok(Outcome::Approved)
+    );
+    let out = psql.await.unwrap().expect("psql runs");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("NOTICE:") && stderr.contains(t.request.id().as_str()),
+        "{stderr}"
+    );
+    assert!(stdout.contains("INSERT 0 1"), "{stdout}");
+    assert_eq!(pg::count(&h.database, "orders").await, 1);
 }
