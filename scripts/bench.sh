@@ -6,6 +6,7 @@
 #   scripts/bench.sh                 # defaults: 3 rounds of 10 s per cell, 8 clients
 #   ROUNDS=5 SECONDS_PER_RUN=20 CLIENTS=8 SCALE=10 scripts/bench.sh
 #   ONLY=mask MASK_ROWS=1000000 scripts/bench.sh   # only the masking section
+#   ONLY=hold HOLD=100 scripts/bench.sh            # only the held-sessions section
 #
 # Needs: initdb/pg_ctl/pgbench (postgresql), pgbouncer, cargo. Installs nothing itself except
 # when run with INSTALL=1 (apt-get).
@@ -53,7 +54,7 @@ cat >> "$work/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 port = $PGPORT_
 unix_socket_directories = '$work'
-max_connections = 100
+max_connections = 300
 shared_buffers = 256MB
 fsync = off
 synchronous_commit = off
@@ -68,6 +69,8 @@ INSERT INTO people SELECT i, 'person ' || i, lpad((i % 1000)::text, 3, '0') || '
   'user' || i || '@example.com', '+1 555 ' || lpad((i % 10000)::text, 4, '0'), 'city ' || (i % 100)
   FROM generate_series(1, $MASK_ROWS) i;
 VACUUM ANALYZE people;
+-- Agents' writes to orders need a DBA's approval under the example rules: held sessions.
+CREATE TABLE orders (id int);
 SQL
 
 # PgBouncer, session mode, SCRAM to the client and the server.
@@ -108,7 +111,8 @@ password_env = "PGWARD_BENCH_PW"
 sslmode = "disable"
 W
 PGWARD_BENCH_PW=$PW RUST_LOG=warn "$pgward" serve --config "$work/pgward.toml" >"$work/pgward.log" 2>&1 &
-pids+=($!)
+ward_pid=$!
+pids+=($ward_pid)
 
 for port in $BOUNCER_PORT $WARD_PORT; do
   for _ in $(seq 50); do psql -X -q -h 127.0.0.1 -p "$port" -U bench -d postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
@@ -122,7 +126,7 @@ declare -A TPS
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-if [ "${ONLY:-}" != mask ]; then
+if [ "${ONLY:-}" != mask ] && [ "${ONLY:-}" != hold ]; then
 echo "pgbench -S: $CLIENTS clients, $JOBS threads, ${SECS}s per run, $ROUNDS rounds, interleaved"
 for r in $(seq "$ROUNDS"); do
   for mode in "${modes[@]}"; do
@@ -166,6 +170,44 @@ printf '%-22s %12.1f %12.1f %12.1f %14.3f %16.3f\n' "SELECT 1 latency (us)" "$d"
 printf 'pgward added latency at the median: %.1f us (PgBouncer: %.1f us)\n' \
   "$(echo "$w - $d" | bc -l)" "$(echo "$b - $d" | bc -l)"
 fi
+
+# Held sessions: HOLD sessions each wait on an approval request (an agent's DELETE FROM orders)
+# while pgbench runs beside them. A held session is a sleeping task: pgward's CPU while only
+# they exist, and the TPS of the other sessions with and without them, show what they cost.
+if [ "${ONLY:-}" = hold ] || [ "${HOLD:-0}" -gt 0 ]; then
+HOLD=${HOLD:-100}
+ticks() { awk '{print $14 + $15}' "/proc/$ward_pid/stat"; }
+hz=$(getconf CLK_TCK)
+declare -A HTPS
+echo "held sessions: $HOLD held, pgbench -S -M prepared on pgward, $ROUNDS rounds"
+for r in $(seq "$ROUNDS"); do
+  v=$(pgbench -n -S -M prepared -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "$WARD_PORT" -U bench postgres 2>&1 | tps_of)
+  HTPS[free]="${HTPS[free]:-} $v"
+  holders=()
+  for i in $(seq "$HOLD"); do
+    psql -X -q -h 127.0.0.1 -p "$WARD_PORT" -U bench postgres -c "DELETE FROM orders WHERE id = $i" >/dev/null 2>&1 &
+    holders+=($!)
+  done
+  sleep 5
+  alive=0; for h in "${holders[@]}"; do kill -0 "$h" 2>/dev/null && alive=$((alive + 1)); done
+  t0=$(ticks); sleep 10; t1=$(ticks)
+  idle_ms=$(( (t1 - t0) * 1000 / hz ))
+  w=$(pgbench -n -S -M prepared -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "$WARD_PORT" -U bench postgres 2>&1 | tps_of)
+  HTPS[held]="${HTPS[held]:-} $w"
+  HCPU="${HCPU:-} $idle_ms"
+  printf '  round %s  %3d sessions held: pgward CPU %4d ms in 10 s idle; TPS %8.0f without, %8.0f with them\n' \
+    "$r" "$alive" "$idle_ms" "$v" "$w"
+  for h in "${holders[@]}"; do kill "$h" 2>/dev/null || true; done
+  wait "${holders[@]}" 2>/dev/null || true
+done
+f=$(echo ${HTPS[free]} | tr ' ' '\n' | median)
+h=$(echo ${HTPS[held]} | tr ' ' '\n' | median)
+c=$(echo $HCPU | tr ' ' '\n' | median)
+printf 'median: pgward CPU with %d held sessions and nothing else: %s ms per 10 s; TPS %.0f without, %.0f with (%.3f)\n' \
+  "$HOLD" "$c" "$f" "$h" "$(echo "$h / $f" | bc -l)"
+fi
+
+if [ "${ONLY:-}" = hold ]; then exit 0; fi
 
 # Masking: the whole people table streamed to one client, by SELECT * (pgbench discards the
 # rows without formatting them) and by COPY TO STDOUT (psql writes them to /dev/null).

@@ -150,6 +150,11 @@ impl Approvals {
         });
     }
 
+    /// This process's instance id (a prefix of its request ids and session labels).
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
     /// Events from now on. A subscriber that falls more than a few thousand events behind
     /// misses the oldest (and is told so by the channel).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -482,4 +487,165 @@ fn is_due(t: &Ticket) -> bool {
 /// The wall clock, read here and passed into the pure duty checks.
 pub fn now() -> Timestamp {
     Timestamp::from_system_time(SystemTime::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approval::store::Embedded;
+    use crate::policy::{Action, ApprovalMode, RuleSet};
+
+    fn spec(mode: ApprovalMode, timeout: Duration) -> (RuleId, ApprovalSpec) {
+        let text = "[roles.dba]\nmembers = [\"alice\", \"carol\"]\n[roles.agent]\nmembers = [\"agent-*\"]\n\
+                    [[rules]]\nid = \"w\"\nroles = [\"agent\"]\nclasses = [\"write\"]\n\
+                    action = \"approve\"\napprovers = [\"dba\"]\n";
+        let (set, _) = RuleSet::parse(&[("r.toml".to_owned(), text.to_owned())]).unwrap();
+        let rule = &set.rules()[0];
+        let Action::Approve(spec) = rule.action() else {
+            panic!("an approve rule")
+        };
+        let mut spec = spec.clone();
+        spec.mode = mode;
+        spec.timeout = timeout;
+        (rule.id().clone(), spec)
+    }
+
+    fn statement(sql: &str, params: &[&str]) -> Statement {
+        Statement {
+            sql: sql.to_owned(),
+            params: params.iter().map(|p| Some((*p).to_owned())).collect(),
+            class: "write".to_owned(),
+            tables: vec!["public.orders".to_owned()],
+            database: "db".to_owned(),
+        }
+    }
+
+    fn origin() -> Origin {
+        Origin {
+            session: "s-1".to_owned(),
+            client_addr: "127.0.0.1:5000".to_owned(),
+        }
+    }
+
+    fn service() -> Arc<Approvals> {
+        Approvals::new(Store::Embedded(Embedded::in_memory().unwrap()), None)
+    }
+
+    fn agent() -> Party {
+        Party::new("agent-1", vec!["agent".to_owned()])
+    }
+
+    #[tokio::test]
+    async fn a_waiter_wakes_on_the_decision_and_events_follow_each_change() {
+        let s = service();
+        let mut events = s.subscribe();
+        let (rule, spec) = spec(ApprovalMode::Hold, Duration::from_secs(60));
+        let t = s
+            .submit(
+                agent(),
+                rule,
+                spec,
+                statement("DELETE FROM orders", &[]),
+                origin(),
+            )
+            .await
+            .unwrap();
+        let id = t.request.id().clone();
+        let waiter = {
+            let (s, id) = (Arc::clone(&s), id.clone());
+            tokio::spawn(async move { s.wait(&id).await })
+        };
+        tokio::task::yield_now().await;
+        let alice = Party::new("alice", vec!["dba".to_owned()]);
+        let decided = s.decide(&id, alice, Verdict::Approve).await.unwrap();
+        assert_eq!(decided.unwrap().0, Outcome::Approved);
+        assert_eq!(
+            waiter.await.unwrap().unwrap(),
+            Ended::Approved(vec!["alice".to_owned()])
+        );
+        assert_eq!(events.recv().await.unwrap().kind, EventKind::Created);
+        let approved = events.recv().await.unwrap();
+        assert_eq!(approved.kind, EventKind::Approved);
+        assert_eq!(approved.actor.as_deref(), Some("alice"));
+    }
+
+    #[tokio::test]
+    async fn an_undecided_request_expires_for_its_waiter_and_in_listings() {
+        let s = service();
+        let (rule, spec) = spec(ApprovalMode::Hold, Duration::from_millis(1));
+        let t = s
+            .submit(
+                agent(),
+                rule,
+                spec,
+                statement("DELETE FROM orders", &[]),
+                origin(),
+            )
+            .await
+            .unwrap();
+        // Timeouts are kept in whole seconds: at most 1 s here.
+        let ended = tokio::time::timeout(Duration::from_secs(5), s.wait(t.request.id()))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ended, Ended::Expired);
+        assert!(s.list(true).await.unwrap().is_empty());
+        assert_eq!(
+            s.list(false).await.unwrap()[0].request.state(),
+            &State::Expired
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_grant_covers_one_run_of_the_same_statement_by_the_same_identity() {
+        let s = service();
+        let (rule, spec) = spec(ApprovalMode::Retry, Duration::from_secs(60));
+        let stmt = statement("UPDATE orders SET x = $1", &["5"]);
+        assert!(s.take_grant("agent-1", &stmt).await.unwrap().is_none());
+        let t = s
+            .submit(agent(), rule, spec, stmt.clone(), origin())
+            .await
+            .unwrap();
+        // Not approved yet: no grant.
+        assert!(s.take_grant("agent-1", &stmt).await.unwrap().is_none());
+        let carol = Party::new("carol", vec!["dba".to_owned()]);
+        s.decide(t.request.id(), carol, Verdict::Approve)
+            .await
+            .unwrap()
+            .unwrap();
+        let other = statement("UPDATE orders SET x = $1", &["6"]);
+        assert!(s.take_grant("agent-1", &other).await.unwrap().is_none());
+        assert!(s.take_grant("agent-2", &stmt).await.unwrap().is_none());
+        assert!(s.take_grant("agent-1", &stmt).await.unwrap().is_some());
+        assert!(s.take_grant("agent-1", &stmt).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn withdrawing_is_for_the_requester_and_only_while_pending() {
+        let s = service();
+        let (rule, spec) = spec(ApprovalMode::Hold, Duration::from_secs(60));
+        let t = s
+            .submit(
+                agent(),
+                rule,
+                spec,
+                statement("DELETE FROM orders", &[]),
+                origin(),
+            )
+            .await
+            .unwrap();
+        let id = t.request.id();
+        // Someone else: refused, so the request stays pending.
+        let after = s.withdraw(id, "alice").await.unwrap();
+        assert_eq!(after.request.state(), &State::Pending);
+        let after = s.withdraw(id, "agent-1").await.unwrap();
+        assert_eq!(after.request.state(), &State::Withdrawn);
+        assert_eq!(s.wait(id).await.unwrap(), Ended::Withdrawn);
+        let unknown = RequestId::new("nope");
+        assert!(matches!(s.get(&unknown).await, Ok(None)));
+        assert!(matches!(
+            s.withdraw(&unknown, "agent-1").await,
+            Err(StoreError::NotFound(_))
+        ));
+    }
 }

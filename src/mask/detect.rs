@@ -434,7 +434,7 @@ fn luhn(s: &[u8]) -> bool {
             (true, x) => x,
         };
     }
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Whether the `ddd-dd-dddd` at `start..end` of `value` is an SSN: not part
@@ -490,11 +490,12 @@ fn iban_at(value: &[u8], start: usize, end: usize) -> bool {
             len += 1;
         }
         let group_ends = i + 1 == m.len() || m.get(i + 1) == Some(&b' ');
-        if group_ends && i >= 4 {
-            if let Some(slot) = ends.get_mut(groups) {
-                *slot = len;
-                groups += 1;
-            }
+        if group_ends
+            && i >= 4
+            && let Some(slot) = ends.get_mut(groups)
+        {
+            *slot = len;
+            groups += 1;
         }
     }
     let whole_ok = !alnum_at(Some(end));

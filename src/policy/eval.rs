@@ -18,7 +18,7 @@ use serde::{Serialize, Serializer};
 
 use super::glob::NameFilter;
 use super::leak::{self, Leak};
-use super::rules::{Action, DEFAULT_DENY, RuleId, RuleSet};
+use super::rules::{Action, ApprovalMode, DEFAULT_DENY, RuleId, RuleSet};
 use crate::sql::{Analysis, StatementClass, StatementProfile};
 
 /// The outcome for the default rule.
@@ -231,10 +231,14 @@ impl Decision<'_> {
                 let n = spec.min_approvals;
                 let _ = write!(
                     h,
-                    "this statement needs approval by {} ({n} approval{}); approvals are not \
-                     available yet in this version",
+                    "this statement needs approval by {} ({n} approval{}); {}",
                     spec.approvers.join(" or "),
-                    if n == 1 { "" } else { "s" }
+                    if n == 1 { "" } else { "s" },
+                    match spec.mode {
+                        ApprovalMode::Hold => "pgward holds it until they decide",
+                        ApprovalMode::Retry =>
+                            "pgward makes a request; run it again once it is approved",
+                    }
                 );
             }
         }

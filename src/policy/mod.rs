@@ -252,10 +252,10 @@ impl Error {
 
     /// One error for a non-empty list, [`Error::Several`] for more.
     fn from_list(mut errors: Vec<Error>) -> Error {
-        if errors.len() == 1 {
-            if let Some(e) = errors.pop() {
-                return e;
-            }
+        if errors.len() == 1
+            && let Some(e) = errors.pop()
+        {
+            return e;
         }
         Error::Several(errors)
     }

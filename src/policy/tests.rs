@@ -898,7 +898,7 @@ fn refusal_texts() {
             "approval required by pgward rule \"agent-writes\"".to_owned(),
             Some(
                 "orders are shared with billing; this statement needs approval by dba (1 approval); \
-                 approvals are not available yet in this version"
+                 pgward holds it until they decide"
                     .to_owned()
             ),
             false

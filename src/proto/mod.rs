@@ -20,7 +20,7 @@ pub use startup::{
 };
 pub use write::{
     write_auth, write_backend_key_data, write_error_response, write_negotiate_protocol_version,
-    write_parameter_status, write_ready_for_query,
+    write_notice, write_parameter_status, write_ready_for_query,
 };
 
 /// Frontend (client → server) message tags that pgward acts on or names.

@@ -5,7 +5,7 @@
 
 use bytes::BytesMut;
 use pgwire::messages::Message;
-use pgwire::messages::response::{ErrorResponse, ReadyForQuery, TransactionStatus};
+use pgwire::messages::response::{ErrorResponse, NoticeResponse, ReadyForQuery, TransactionStatus};
 use pgwire::messages::startup::{
     Authentication, BackendKeyData, NegotiateProtocolVersion, ParameterStatus, SecretKey,
 };
@@ -42,6 +42,20 @@ pub fn write_error_response(
         fields.push((b'H', h.to_owned()));
     }
     encode(&ErrorResponse::new(fields), buf);
+}
+
+/// Writes a NoticeResponse (severity NOTICE, SQLSTATE 00000) with a message and optional hint.
+pub fn write_notice(buf: &mut BytesMut, message: &str, hint: Option<&str>) {
+    let mut fields = vec![
+        (b'S', "NOTICE".to_owned()),
+        (b'V', "NOTICE".to_owned()),
+        (b'C', "00000".to_owned()),
+        (b'M', message.to_owned()),
+    ];
+    if let Some(h) = hint {
+        fields.push((b'H', h.to_owned()));
+    }
+    encode(&NoticeResponse::new(fields), buf);
 }
 
 /// Writes an Authentication message.

@@ -3,9 +3,16 @@
 //! The client's key carries the server backend's process id (so `pg_backend_pid()` and NOTIFY
 //! sender pids agree with what the client was told) and a secret pgward chose. A CancelRequest is
 //! matched on both and forwarded with the server's real secret, which the client never sees.
+//!
+//! A statement pgward holds for approval is not on the server, so a cancel also wakes the
+//! session's [`CancelSignal`]: a held statement is withdrawn and answered 57014, as PostgreSQL
+//! answers a cancelled query.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::Notify;
 
 /// The key a client was given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -28,7 +35,21 @@ pub struct BackendKey {
 /// Live sessions' keys, shared by all sessions.
 #[derive(Debug, Default)]
 pub struct CancelRegistry {
-    keys: Mutex<HashMap<ClientKey, BackendKey>>,
+    keys: Mutex<HashMap<ClientKey, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    backend: BackendKey,
+    signal: Arc<CancelSignal>,
+}
+
+/// Cancel requests for one session, as the session sees them.
+#[derive(Debug, Default)]
+pub struct CancelSignal {
+    /// Cancel requests received so far.
+    count: AtomicU64,
+    notify: Notify,
 }
 
 /// Removes its key from the registry when the session ends.
@@ -36,6 +57,7 @@ pub struct CancelRegistry {
 pub struct Registration {
     registry: Arc<CancelRegistry>,
     key: ClientKey,
+    signal: Arc<CancelSignal>,
 }
 
 // === impl CancelRegistry ===
@@ -53,18 +75,29 @@ impl CancelRegistry {
                 break key;
             }
         };
-        keys.insert(key, backend);
+        let signal = Arc::new(CancelSignal::default());
+        keys.insert(
+            key,
+            Entry {
+                backend,
+                signal: Arc::clone(&signal),
+            },
+        );
         Registration {
             registry: Arc::clone(self),
             key,
+            signal,
         }
     }
 
-    /// The backend key for a client's key, if that session is live.
-    pub fn lookup(&self, pid: i32, secret: &[u8]) -> Option<BackendKey> {
+    /// The backend key for a client's key, if that session is live; the session's
+    /// [`CancelSignal`] is raised too (for a statement pgward itself holds).
+    pub fn cancel(&self, pid: i32, secret: &[u8]) -> Option<BackendKey> {
         let secret = i32::from_be_bytes(secret.try_into().ok()?);
         let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
-        keys.get(&ClientKey { pid, secret }).cloned()
+        let entry = keys.get(&ClientKey { pid, secret })?;
+        entry.signal.raise();
+        Some(entry.backend.clone())
     }
 
     /// How many sessions are registered.
@@ -87,6 +120,40 @@ impl Registration {
     /// The key to hand the client.
     pub fn key(&self) -> ClientKey {
         self.key
+    }
+
+    /// The session's cancel signal.
+    pub fn signal(&self) -> Arc<CancelSignal> {
+        Arc::clone(&self.signal)
+    }
+}
+
+// === impl CancelSignal ===
+
+impl CancelSignal {
+    fn raise(&self) {
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.notify.notify_waiters();
+    }
+
+    /// Cancel requests received so far: a waiter compares against the value it started with,
+    /// so a cancel meant for an earlier statement never withdraws a later one.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Resolves at the first cancel request after `since` (a [`CancelSignal::count`] value).
+    pub async fn raised_after(&self, since: u64) {
+        loop {
+            let woken = self.notify.notified();
+            tokio::pin!(woken);
+            // Registered before the check, so a cancel in between is not missed.
+            woken.as_mut().enable();
+            if self.count() != since {
+                return;
+            }
+            woken.await;
+        }
     }
 }
 
@@ -123,16 +190,19 @@ mod tests {
         });
         let k = r.key();
         assert_eq!(k.pid, 42);
-        let found = reg.lookup(42, &k.secret.to_be_bytes()).unwrap();
+        let before = r.signal().count();
+        let found = reg.cancel(42, &k.secret.to_be_bytes()).unwrap();
         assert_eq!(found.secret, [9, 9, 9, 9]);
+        assert_eq!(r.signal().count(), before + 1);
         assert!(
-            reg.lookup(42, &k.secret.wrapping_add(1).to_be_bytes())
+            reg.cancel(42, &k.secret.wrapping_add(1).to_be_bytes())
                 .is_none()
         );
-        assert!(reg.lookup(43, &k.secret.to_be_bytes()).is_none());
-        assert!(reg.lookup(42, &[1, 2, 3]).is_none());
+        assert!(reg.cancel(43, &k.secret.to_be_bytes()).is_none());
+        assert!(reg.cancel(42, &[1, 2, 3]).is_none());
+        assert_eq!(r.signal().count(), before + 1);
         drop(r);
-        assert!(reg.lookup(42, &k.secret.to_be_bytes()).is_none());
+        assert!(reg.cancel(42, &k.secret.to_be_bytes()).is_none());
         assert!(reg.is_empty());
     }
 }

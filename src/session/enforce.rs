@@ -21,14 +21,16 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{BufMut, BytesMut};
+use tokio::sync::Notify;
 use tracing::info;
 
 use super::StatementTracker;
 use super::columns::ColumnCatalog;
+use super::hold::{Holds, Outcome as HoldOutcome, Pending};
 use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
 use crate::mask::CopyFormat;
-use crate::policy::Request;
+use crate::policy::{Action, ApprovalSpec, Request, RuleId};
 use crate::proto::{self, ErrorFields, Frame, MessageReader, Severity, SqlState, cstr, tag};
 use crate::sql::{
     Analysis, ColumnSource, Flag, StatementClass, StatementProfile, TableName,
@@ -45,6 +47,11 @@ pub struct Refusals {
     /// does not read as the server does (see [`crate::sql::lexer_unsafe_parameter`]): from then
     /// on every statement of the session is `unknown`.
     lexer_unsafe: AtomicBool,
+    /// pgward's own messages for the client (NoticeResponse while a statement is held), sent by
+    /// the server side between frames.
+    notices: Mutex<BytesMut>,
+    notices_pending: AtomicBool,
+    notice_ready: Notify,
 }
 
 /// The formats of the `COPY … TO STDOUT` statements of a text, by statement.
@@ -53,6 +60,8 @@ type CopyFormats = Arc<[Option<CopyFormat>]>;
 /// What the client is told about a refusal.
 #[derive(Debug)]
 struct Denial {
+    /// 42501, or 57014 for a held statement the client cancelled.
+    code: SqlState,
     rule: String,
     message: String,
     hint: String,
@@ -84,6 +93,8 @@ pub struct ClientStage {
     missing_tables: Vec<TableName>,
     /// A relation the current statement uses could not be looked up.
     lookup_failed: Option<TableName>,
+    /// Statements held for approval.
+    holds: Holds,
 }
 
 /// The server-to-client half: rewrite pgward's refusals into its own errors.
@@ -112,6 +123,31 @@ pub enum Verdict {
     Lookup,
     /// End the session: the frame can't be passed on safely ([`ServerStage::take_failure`]).
     Abort,
+    /// Hold the frame for approval ([`ClientStage::resolve_hold`]), then offer it again.
+    Hold,
+}
+
+/// What the rules say about one statement.
+enum Judgement {
+    Allow,
+    Deny(Denial),
+    Approve(Approval),
+}
+
+/// An `approve` rule's match.
+struct Approval {
+    rule: RuleId,
+    spec: ApprovalSpec,
+    class: StatementClass,
+    tables: Vec<String>,
+}
+
+/// What becomes of a statement that needs approval, when it is offered.
+enum Approved {
+    /// Not decided yet: hold the frame.
+    Hold,
+    Run,
+    Refuse(Denial),
 }
 
 // === impl Refusals ===
@@ -152,12 +188,45 @@ impl Refusals {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Refused>> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Queues `frames` for the client and wakes the server side to send them.
+    pub fn notify_client(&self, frames: &[u8]) {
+        self.notices
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend_from_slice(frames);
+        self.notices_pending.store(true, Ordering::Release);
+        self.notice_ready.notify_one();
+    }
+
+    /// Resolves when frames queued by [`Refusals::notify_client`] wait to be sent.
+    pub async fn client_notices(&self) {
+        loop {
+            let ready = self.notice_ready.notified();
+            tokio::pin!(ready);
+            ready.as_mut().enable();
+            if self.notices_pending.load(Ordering::Acquire) {
+                return;
+            }
+            ready.await;
+        }
+    }
+
+    /// Takes the frames queued for the client.
+    pub fn take_notices(&self) -> BytesMut {
+        self.notices_pending.store(false, Ordering::Release);
+        std::mem::take(&mut *self.notices.lock().unwrap_or_else(PoisonError::into_inner))
+    }
 }
 
 // === impl ClientStage ===
 
 impl ClientStage {
     /// The stage for one session.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "each is a distinct per-session part, built by the handshake"
+    )]
     pub fn new(
         tracker: StatementTracker,
         rules: LiveRules,
@@ -166,8 +235,10 @@ impl ClientStage {
         refusals: Arc<Refusals>,
         results: ResultTracker,
         catalog: Arc<ColumnCatalog>,
+        holds: Holds,
     ) -> Self {
         ClientStage {
+            holds,
             tracker,
             rules,
             database: database.to_owned(),
@@ -217,34 +288,72 @@ impl ClientStage {
         Some(expanded)
     }
 
+    /// Looks up what a held statement waits for ([`Verdict::Hold`]): approval, rejection,
+    /// expiry or a cancel. The frame offered again afterwards runs or is refused accordingly.
+    pub async fn resolve_hold(&mut self) {
+        self.holds.resolve().await;
+    }
+
+    /// The client left while a statement was held: its request is withdrawn.
+    pub async fn abandon_hold(&mut self) {
+        self.holds.abandon().await;
+    }
+
     /// Judges one client frame; on refusal, writes its replacement into `out`.
     pub fn on_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
+        let verdict = self.judge_frame(frame, out);
+        if !matches!(verdict, Verdict::Lookup | Verdict::Hold) {
+            // A hold's outcome belongs to the frame it held, and that frame is now dealt with.
+            self.holds.outcome = None;
+        }
+        verdict
+    }
+
+    fn judge_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
         let verdict = match frame.tag() {
             tag::QUERY => {
                 let analysis = self.tracker.observe_query(frame);
-                let refused = if self.refusals.is_lexer_unsafe() {
+                let judgement = if self.refusals.is_lexer_unsafe() {
                     self.judge(&unreadable())
                 } else {
-                    analysis.statements.iter().find_map(|s| {
+                    let mut worst = Judgement::Allow;
+                    for s in &analysis.statements {
                         let profile = self.tracker.resolve(&s.profile);
-                        self.judge(&profile)
-                    })
-                };
-                // Nothing analyzable (empty text) still goes through the rules as the combined
-                // profile, so an empty query is as allowed as `session` statements are.
-                let refused = refused.or_else(|| {
-                    if analysis.statements.is_empty() {
-                        self.judge(&analysis.combined)
-                    } else {
-                        None
+                        match self.judge(&profile) {
+                            Judgement::Allow => {}
+                            deny @ Judgement::Deny(_) => {
+                                worst = deny;
+                                break;
+                            }
+                            approve @ Judgement::Approve(_) => {
+                                if matches!(worst, Judgement::Allow) {
+                                    worst = approve;
+                                }
+                            }
+                        }
                     }
-                });
+                    // Nothing analyzable (empty text) still goes through the rules as the
+                    // combined profile, so an empty query is as allowed as `session` statements.
+                    if analysis.statements.is_empty() {
+                        worst = self.judge(&analysis.combined);
+                    }
+                    worst
+                };
                 // Views to look up first: the frame is offered again afterwards (analysis is
                 // cached and observing it again changes nothing).
                 if !self.missing_tables.is_empty() {
                     return Verdict::Lookup;
                 }
                 let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
+                let refused = match judgement {
+                    Judgement::Allow => None,
+                    Judgement::Deny(d) => Some(d),
+                    Judgement::Approve(a) => match self.approved(a, text, Vec::new()) {
+                        Approved::Hold => return Verdict::Hold,
+                        Approved::Run => None,
+                        Approved::Refuse(d) => Some(d),
+                    },
+                };
                 let (copy, refused) = match refused {
                     Some(r) => (None, Some(r)),
                     None => self.judge_copy(text, &analysis),
@@ -265,7 +374,7 @@ impl ClientStage {
             }
             tag::PARSE => {
                 let analysis = self.tracker.observe_parse(frame);
-                let refused = if self.refusals.is_lexer_unsafe() {
+                let judgement = if self.refusals.is_lexer_unsafe() {
                     self.judge(&unreadable())
                 } else {
                     self.judge(&analysis.combined)
@@ -274,7 +383,21 @@ impl ClientStage {
                     return Verdict::Lookup;
                 }
                 let mut r = MessageReader::new(frame.body(), "Parse");
-                let text = r.cstr().and_then(|_| r.cstr()).unwrap_or_default();
+                let name = r.cstr().unwrap_or_default();
+                let text = r.cstr().unwrap_or_default();
+                // Preparing runs nothing: a statement that needs approval is held when a Bind
+                // runs it, with its parameters. Its text is kept to show the approvers.
+                let refused = match judgement {
+                    Judgement::Allow => {
+                        self.holds.forget_text(name);
+                        None
+                    }
+                    Judgement::Deny(d) => Some(d),
+                    Judgement::Approve(_) => {
+                        self.holds.keep_text(name, text);
+                        None
+                    }
+                };
                 let (copy, refused) = match refused {
                     Some(r) => (None, Some(r)),
                     None => self.judge_copy(text, &analysis),
@@ -302,10 +425,35 @@ impl ClientStage {
                 } else {
                     self.tracker.prepared_profile(statement)
                 };
-                let refused = self.judge(&profile);
+                let judgement = self.judge(&profile);
                 if !self.missing_tables.is_empty() {
                     return Verdict::Lookup;
                 }
+                let refused = match judgement {
+                    Judgement::Allow => None,
+                    Judgement::Deny(d) => Some(d),
+                    Judgement::Approve(a) => match self.holds.text(statement) {
+                        Some(text) => {
+                            let params = bind_parameters(frame.body());
+                            match self.approved(a, text.as_bytes(), params) {
+                                Approved::Hold => return Verdict::Hold,
+                                Approved::Run => None,
+                                Approved::Refuse(d) => Some(d),
+                            }
+                        }
+                        // Prepared before the rules asked for approval: its text was not kept.
+                        None => Some(Denial {
+                            code: SqlState::INSUFFICIENT_PRIVILEGE,
+                            rule: a.rule.to_string(),
+                            message: format!(
+                                "approval required by pgward rule \"{}\" for a statement prepared before that rule applied",
+                                a.rule
+                            ),
+                            hint: "prepare the statement again, then run it to request approval"
+                                .to_owned(),
+                        }),
+                    },
+                };
                 self.results.bind(frame, profile);
                 match refused {
                     Some(r) => {
@@ -319,7 +467,20 @@ impl ClientStage {
             tag::FUNCTION_CALL => {
                 self.results.function_call();
                 let profile = StatementProfile::unparsed("fast-path function call");
-                match self.judge(&profile) {
+                let refused = match self.judge(&profile) {
+                    Judgement::Allow => None,
+                    Judgement::Deny(d) => Some(d),
+                    Judgement::Approve(a) => Some(Denial {
+                        code: SqlState::INSUFFICIENT_PRIVILEGE,
+                        rule: a.rule.to_string(),
+                        message: format!(
+                            "approval required by pgward rule \"{}\", but a fast-path function call can't be held for approval",
+                            a.rule
+                        ),
+                        hint: "call the function with SELECT instead".to_owned(),
+                    }),
+                };
+                match refused {
                     Some(r) => {
                         write_failing_query(out, &self.token);
                         self.refuse(r);
@@ -356,6 +517,40 @@ impl ClientStage {
         verdict
     }
 
+    /// A statement an `approve` rule matched: run or refused by its hold's outcome when it has
+    /// one, otherwise to be held (the request is made by [`ClientStage::resolve_hold`]).
+    fn approved(&mut self, a: Approval, sql: &[u8], params: Vec<Option<String>>) -> Approved {
+        match self.holds.outcome.take() {
+            Some(HoldOutcome::Run) => Approved::Run,
+            Some(HoldOutcome::Refuse {
+                code,
+                rule,
+                message,
+                hint,
+            }) => Approved::Refuse(Denial {
+                code,
+                rule,
+                message,
+                hint,
+            }),
+            None => {
+                self.holds.set_roles(&self.rules.current().roles);
+                self.holds.pending = Some(Pending {
+                    rule: a.rule,
+                    spec: a.spec,
+                    statement: crate::approval::Statement {
+                        sql: String::from_utf8_lossy(sql).into_owned(),
+                        params,
+                        class: a.class.as_str().to_owned(),
+                        tables: a.tables,
+                        database: self.database.clone(),
+                    },
+                });
+                Approved::Hold
+            }
+        }
+    }
+
     /// A statement that may make the lexer unsafe (`SET client_encoding = 'SJIS'`,
     /// `standard_conforming_strings = off`, `RESET ALL` …) poisons the session as soon as it is
     /// sent, not when the server confirms: statements pipelined behind it would otherwise be
@@ -369,8 +564,8 @@ impl ClientStage {
         }
     }
 
-    /// The refusal for `profile`, or `None` when the rules allow it.
-    fn judge(&mut self, profile: &StatementProfile) -> Option<Denial> {
+    /// What the rules say about `profile`.
+    fn judge(&mut self, profile: &StatementProfile) -> Judgement {
         self.rules.refresh();
         let expanded = if self.rules.current().masked {
             self.through_views(profile)
@@ -379,7 +574,8 @@ impl ClientStage {
         };
         if let Some(table) = self.lookup_failed.take() {
             // Whether it is a view over masked columns can't be known: fail closed.
-            return Some(Denial {
+            return Judgement::Deny(Denial {
+                code: SqlState::INSUFFICIENT_PRIVILEGE,
                 rule: "mask".to_owned(),
                 message: format!(
                     "permission denied by pgward: masks could not be checked through {table} (catalog lookup failed)"
@@ -397,7 +593,23 @@ impl ClientStage {
             self.results.set_masking();
         }
         if decision.is_allowed() {
-            return None;
+            return Judgement::Allow;
+        }
+        if let (Action::Approve(spec), None) = (decision.action, &decision.leak) {
+            let tables = profile
+                .tables_read
+                .iter()
+                .chain(&profile.tables_written)
+                .map(ToString::to_string)
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect();
+            return Judgement::Approve(Approval {
+                rule: decision.rule.clone(),
+                spec: spec.clone(),
+                class: profile.class,
+                tables,
+            });
         }
         info!(
             identity = %self.rules.identity(),
@@ -405,7 +617,8 @@ impl ClientStage {
             class = profile.class.as_str(),
             "Statement refused"
         );
-        Some(Denial {
+        Judgement::Deny(Denial {
+            code: SqlState::INSUFFICIENT_PRIVILEGE,
             rule: decision.rule.to_string(),
             message: decision.message(),
             hint: decision.hint().unwrap_or_default(),
@@ -434,6 +647,7 @@ impl ClientStage {
         let deny = |rule: usize| {
             let id = masks.get(rule).map_or("mask", |m| m.id().as_str());
             Denial {
+                code: SqlState::INSUFFICIENT_PRIVILEGE,
                 rule: id.to_owned(),
                 message: format!(
                     "permission denied by pgward mask rule \"{id}\": this COPY's rows can't be masked in its format"
@@ -516,6 +730,11 @@ impl ServerStage {
         self.results.fetch().await;
     }
 
+    /// The queue shared with the client side (refusals to rewrite, notices to send).
+    pub fn refusals(&self) -> &Arc<Refusals> {
+        &self.refusals
+    }
+
     /// Why the stage returned [`Verdict::Abort`].
     pub fn take_failure(&mut self) -> Option<Unmaskable> {
         self.failure.take()
@@ -557,10 +776,10 @@ impl ServerStage {
         match frame.tag() {
             tag::PARAMETER_STATUS => {
                 let mut r = MessageReader::new(frame.body(), "ParameterStatus");
-                if let (Ok(name), Ok(value)) = (r.cstr_utf8(), r.cstr_utf8()) {
-                    if lexer_unsafe_parameter(name, value) {
-                        self.refusals.mark_lexer_unsafe();
-                    }
+                if let (Ok(name), Ok(value)) = (r.cstr_utf8(), r.cstr_utf8())
+                    && lexer_unsafe_parameter(name, value)
+                {
+                    self.refusals.mark_lexer_unsafe();
                 }
                 self.saw_fatal = false;
                 Verdict::Pass
@@ -617,11 +836,17 @@ impl ServerStage {
 
     /// The server's syntax error for a refusal's replacement, as pgward's own error.
     fn rewrite_refusal(&mut self, out: &mut BytesMut) -> Verdict {
-        let (rule, message, hint) = match self.refusals.take(self.segments_done) {
-            Some(r) => (r.denial.rule, r.denial.message, r.denial.hint),
+        let (code, rule, message, hint) = match self.refusals.take(self.segments_done) {
+            Some(r) => (
+                r.denial.code,
+                r.denial.rule,
+                r.denial.message,
+                r.denial.hint,
+            ),
             // Not reachable while pgward is the only writer of the token; still never let the
             // token's syntax error reach the client.
             None => (
+                SqlState::INSUFFICIENT_PRIVILEGE,
                 "unknown".to_owned(),
                 "permission denied by pgward".to_owned(),
                 String::new(),
@@ -630,7 +855,7 @@ impl ServerStage {
         proto::write_error_response(
             out,
             Severity::Error,
-            SqlState::INSUFFICIENT_PRIVILEGE,
+            code,
             &message,
             Some(&format!("rule: {rule}")),
             Some(&hint).filter(|h| !h.is_empty()).map(String::as_str),
@@ -666,6 +891,37 @@ fn unreadable() -> StatementProfile {
 }
 
 /// A simple Query whose text fails to parse.
+/// The parameter values of a Bind message, rendered for approvers; empty when malformed (the
+/// server refuses it anyway).
+fn bind_parameters(body: &[u8]) -> Vec<Option<String>> {
+    let parse = || -> Result<Vec<Option<String>>, proto::Error> {
+        let mut r = MessageReader::new(body, "Bind");
+        r.cstr()?;
+        r.cstr()?;
+        let n_formats = usize::try_from(r.i16()?).unwrap_or(0);
+        let mut formats = Vec::with_capacity(n_formats);
+        for _ in 0..n_formats {
+            formats.push(r.i16()?);
+        }
+        let n_params = usize::try_from(r.i16()?).unwrap_or(0);
+        let mut values = Vec::with_capacity(n_params);
+        for _ in 0..n_params {
+            let len = r.i32()?;
+            values.push(match usize::try_from(len) {
+                Ok(len) => Some(r.bytes(len)?),
+                Err(_) => None,
+            });
+        }
+        let binary = |i: usize| match formats.as_slice() {
+            [] => false,
+            [one] => *one == 1,
+            many => many.get(i) == Some(&1),
+        };
+        Ok(crate::approval::ticket::render_params(&values, binary))
+    };
+    parse().unwrap_or_default()
+}
+
 fn write_failing_query(out: &mut BytesMut, token: &str) {
     out.put_u8(tag::QUERY);
     out.put_i32((4 + token.len() + 1) as i32);

@@ -10,10 +10,12 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
+use super::hold::Holds;
 use super::results::{Pipeline, ResultMasker, ResultTracker};
 use super::{
     BackendKey, ClientStage, LiveRules, Refusal, Refusals, ServerStage, Shared, StatementTracker,
 };
+use crate::approval::{Origin, Party};
 use crate::auth::scram::{self, ScramServer, Verifier};
 use crate::auth::{self, Identity};
 use crate::config::TlsMode;
@@ -53,7 +55,9 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         // On timeout the half-done handshake is dropped and the socket closes, as PostgreSQL
         // does when authentication_timeout passes.
         match tokio::time::timeout(deadline, start(Stream::Plain(tcp), &shared)).await {
-            Ok(Outcome::Ready(client, established)) => established.relay(client, &shared).await,
+            Ok(Outcome::Ready(client, established)) => {
+                established.relay(client, &shared, id, peer).await;
+            }
             Ok(Outcome::Refused(mut stream, refusal)) => {
                 info!(code = refusal.code.code(), reason = %refusal.message, "Connection refused");
                 let mut err = BytesMut::new();
@@ -256,7 +260,7 @@ async fn negotiate(mut stream: Stream, shared: &Arc<Shared>) -> Negotiated {
             },
             StartupRequest::GssEnc => b"N",
             StartupRequest::Cancel(c) => {
-                if let Some(backend) = shared.cancel.lookup(c.pid, &c.secret) {
+                if let Some(backend) = shared.cancel.cancel(c.pid, &c.secret) {
                     debug!(pid = c.pid, "Forwarding cancel request");
                     let upstream = &shared.config.upstream;
                     if let Err(e) = upstream::cancel(upstream, backend.pid, &backend.secret).await {
@@ -381,7 +385,7 @@ fn client_gone(_: std::io::Error) -> Refusal {
 // === impl Established ===
 
 impl Established {
-    async fn relay(self, client: Stream, shared: &Shared) {
+    async fn relay(self, client: Stream, shared: &Shared, id: u64, peer: SocketAddr) {
         let Established {
             identity,
             upstream,
@@ -407,6 +411,16 @@ impl Established {
             Arc::clone(&columns),
             Arc::clone(&shared.mask_key),
         );
+        let holds = Holds::new(
+            Arc::clone(&shared.approvals),
+            Party::new(identity.name.clone(), rules.current().roles.clone()),
+            Origin {
+                session: format!("{}-{id}", shared.approvals.instance()),
+                client_addr: peer.to_string(),
+            },
+            registration.signal(),
+            Arc::clone(&refusals),
+        );
         let client_stage = ClientStage::new(
             tracker,
             rules,
@@ -415,6 +429,7 @@ impl Established {
             Arc::clone(&refusals),
             ResultTracker::new(pipeline),
             columns,
+            holds,
         );
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
         let end = super::relay::run(

@@ -27,6 +27,9 @@ const READ_RESERVE: usize = 16 * 1024;
 const INITIAL_CAPACITY: usize = 64 * 1024;
 /// Capacity of the write buffer in front of each sink.
 const SINK_BUFFER: usize = 8 * 1024;
+/// While a statement is held, client bytes beyond this are left unread (pipelined messages wait
+/// in the socket).
+const HOLD_READ_LIMIT: usize = 1024 * 1024;
 /// Frames longer than this are streamed instead of buffered whole, when their type allows.
 const STREAM_THRESHOLD: usize = 256 * 1024;
 
@@ -108,6 +111,8 @@ enum Step {
     Continue,
     /// Look up catalog entries, then walk again from the frame that asked.
     Lookup,
+    /// Wait for a held statement's approval, then walk again from the held frame.
+    Hold,
     /// Stop.
     End(End),
 }
@@ -211,6 +216,15 @@ impl Pump {
                     }
                     continue;
                 }
+                Step::Hold => {
+                    if let Err(e) = self.sink.flush().await {
+                        return End::WriteFailed(e);
+                    }
+                    if let Some(end) = self.hold().await {
+                        return end;
+                    }
+                    continue;
+                }
                 Step::Continue => {}
             }
             // After a streamed frame ends, whole frames may already follow it in the buffer.
@@ -226,7 +240,26 @@ impl Pump {
                 .saturating_sub(self.buf.len())
                 .max(READ_RESERVE);
             self.buf.reserve(want);
-            match self.source.read_buf(&mut self.buf).await {
+            let read = match &self.stage {
+                // pgward's own notices for the client go out between frames, so the server side
+                // also wakes for them (not while a frame is streaming through).
+                Stage::Server(stage) if self.streaming == 0 => {
+                    let notices = stage.refusals();
+                    tokio::select! {
+                        biased;
+                        () = notices.client_notices() => None,
+                        r = self.source.read_buf(&mut self.buf) => Some(r),
+                    }
+                }
+                _ => Some(self.source.read_buf(&mut self.buf).await),
+            };
+            let Some(read) = read else {
+                if let Err(e) = self.send_notices().await {
+                    return End::WriteFailed(e);
+                }
+                continue;
+            };
+            match read {
                 Ok(0) if self.buf.is_empty() && self.streaming == 0 => {
                     let fatal = matches!(&self.stage, Stage::Server(s) if s.saw_fatal);
                     return if fatal {
@@ -240,6 +273,47 @@ impl Pump {
                 Err(e) => return End::ReadFailed(e),
             }
         }
+    }
+
+    /// Waits for the held frame at the head of the buffer to be approved or refused, reading
+    /// (and keeping) what the client sends meanwhile only to notice that it left: then the
+    /// request is withdrawn and the session ends.
+    async fn hold(&mut self) -> Option<End> {
+        let Stage::Client(stage) = &mut self.stage else {
+            return None;
+        };
+        let gone = {
+            let resolve = stage.resolve_hold();
+            tokio::pin!(resolve);
+            loop {
+                tokio::select! {
+                    () = &mut resolve => break None,
+                    r = self.source.read_buf(&mut self.buf), if self.buf.len() < HOLD_READ_LIMIT => {
+                        match r {
+                            Ok(0) => break Some(End::SourceClosed),
+                            Ok(_) => {}
+                            Err(e) => break Some(End::ReadFailed(e)),
+                        }
+                    }
+                }
+            }
+        };
+        if gone.is_some() {
+            stage.abandon_hold().await;
+        }
+        gone
+    }
+
+    /// Sends the frames the client side queued for the client.
+    async fn send_notices(&mut self) -> io::Result<()> {
+        let Stage::Server(stage) = &self.stage else {
+            return Ok(());
+        };
+        let frames = stage.refusals().take_notices();
+        self.writing = true;
+        self.sink.write_all(&frames).await?;
+        self.writing = false;
+        self.sink.flush().await
     }
 
     /// Writes `out` (the walk's rewritten bytes) and drops the `consumed` received bytes it
@@ -304,6 +378,10 @@ impl Pump {
                 }
                 Verdict::Lookup => {
                     step = Step::Lookup;
+                    break;
+                }
+                Verdict::Hold => {
+                    step = Step::Hold;
                     break;
                 }
                 Verdict::Abort => {

@@ -757,16 +757,15 @@ impl ResultMasker {
         h.write_usize(Arc::as_ptr(profile) as usize);
         let key = h.finish();
         let rules = &self.rules.current().rules;
-        if let Some(c) = self.plans.get(&key) {
-            if c.row_description == body
-                && Arc::ptr_eq(&c.profile, profile)
-                && Arc::ptr_eq(&c.rules, rules)
-                && c.generation == self.generation
-                && c.made.elapsed() < PLAN_TTL
-            {
-                self.pipeline.masking.store(true, Ordering::Release);
-                return Ok(Planned::Plan(c.plan.clone()));
-            }
+        if let Some(c) = self.plans.get(&key)
+            && c.row_description == body
+            && Arc::ptr_eq(&c.profile, profile)
+            && Arc::ptr_eq(&c.rules, rules)
+            && c.generation == self.generation
+            && c.made.elapsed() < PLAN_TTL
+        {
+            self.pipeline.masking.store(true, Ordering::Release);
+            return Ok(Planned::Plan(c.plan.clone()));
         }
         let rules = Arc::clone(rules);
         let planned = self.plan(body, profile)?;

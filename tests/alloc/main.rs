@@ -107,15 +107,33 @@ fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
         Arc::new(FunctionCatalog::builtin_only()),
     );
     let live = LiveRules::new(Arc::clone(rules), "agent-1", &[]);
+    let refusals = Arc::new(Refusals::default());
+    let approvals = pgward::approval::Approvals::new(
+        pgward::approval::Store::Embedded(
+            pgward::approval::store::Embedded::in_memory().expect("in-memory store"),
+        ),
+        None,
+    );
+    let holds = pgward::session::Holds::new(
+        approvals,
+        pgward::approval::Party::new("agent-1", Vec::new()),
+        pgward::approval::Origin {
+            session: "test-1".to_owned(),
+            client_addr: "127.0.0.1:1".to_owned(),
+        },
+        Arc::new(pgward::session::CancelSignal::default()),
+        Arc::clone(&refusals),
+    );
     let stage = ClientStage::new(
         tracker,
         live,
         "db",
         refusal_token(),
-        Arc::new(Refusals::default()),
+        refusals,
         // Nothing answers here, so the queue holds every message: room for all of them up front.
         ResultTracker::new(Arc::new(Pipeline::with_capacity(4096))),
         masking::offline_catalog(),
+        holds,
     );
     allocations_pumping(queries(n), Stage::Client(Box::new(stage)))
 }

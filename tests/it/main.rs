@@ -3,6 +3,7 @@
 mod support;
 
 mod admin;
+mod approvals;
 mod auth;
 mod bad_input;
 mod demo;
