@@ -576,3 +576,56 @@ async fn without_admin_tokens_the_api_only_answers_health() {
     // Sessions are unaffected by the admin listener.
     h.client().await.simple_query("SELECT 1").await.unwrap();
 }
+
+#[tokio::test]
+async fn a_statement_held_in_a_session_runs_once_approved_through_the_cli() {
+    let s = setup(false).await;
+    let h = &s.h;
+    let ann = h.client_as("ann", "pw").await.expect("ann connects");
+    let held = tokio::spawn(async move {
+        ann.batch_execute("CREATE TABLE released_by_the_cli (id int)")
+            .await
+    });
+
+    let mut id = String::new();
+    crate::assert_eventually!(
+        {
+            let (_, body) = get(h, "/v1/approvals", &s.carol).await;
+            match body["requests"].as_array().map(Vec::as_slice) {
+                Some([r]) => {
+                    id = r["id"].as_str().unwrap_or_default().to_owned();
+                    true
+                }
+                _ => false,
+            }
+        },
+        "the held statement's request to be listed"
+    );
+    let (_, r) = get(h, &format!("/v1/approvals/{id}"), &s.carol).await;
+    assert_eq!(
+        r["statement"]["sql"],
+        "CREATE TABLE released_by_the_cli (id int)"
+    );
+    assert_eq!(
+        (r["rule"].as_str(), r["requester"]["identity"].as_str()),
+        (Some(ONE_DBA), Some("ann"))
+    );
+    assert!(
+        !held.is_finished(),
+        "the statement must wait for the approval"
+    );
+
+    let (code, _, err) = cli(h, Some(&s.ann), &["approve", &id]).await;
+    assert_eq!(code, Some(1), "{err}");
+    let (code, _, err) = cli(h, Some(&s.carol), &["approve", &id]).await;
+    assert_eq!(code, Some(0), "{err}");
+    tokio::time::timeout(std::time::Duration::from_secs(10), held)
+        .await
+        .expect("released in time")
+        .unwrap()
+        .expect("the approved statement runs");
+    assert_eq!(
+        crate::support::pg::count(&h.database, "released_by_the_cli").await,
+        0
+    );
+}
