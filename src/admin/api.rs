@@ -31,7 +31,7 @@ use serde::Deserialize;
 use tracing::{info, warn};
 
 use super::view::{DecisionResult, ErrorBody, RequestView};
-use crate::approval::{DutyError, Party, RequestId, StoreError, Verdict};
+use crate::approval::{DutyError, Party, RequestId, StoreError, Ticket, Verdict};
 use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 use crate::session::Shared;
 
@@ -155,12 +155,12 @@ impl Api {
         // which paths or requests exist.
         let identity = self.authenticate(req.headers(), peer)?;
         match (&method, segments.as_slice()) {
-            (&Method::GET, ["v1", "approvals"]) => self.list(req.uri().query()).await,
+            (&Method::GET, ["v1", "approvals"]) => self.list(&identity, req.uri().query()).await,
             (_, ["v1", "approvals"]) => Err(Error::MethodNotAllowed {
                 method,
                 allow: "GET",
             }),
-            (&Method::GET, ["v1", "approvals", id]) => self.show(id).await,
+            (&Method::GET, ["v1", "approvals", id]) => self.show(&identity, id).await,
             (_, ["v1", "approvals", _]) => Err(Error::MethodNotAllowed {
                 method,
                 allow: "GET",
@@ -222,7 +222,33 @@ impl Api {
         Party::new(identity, roles)
     }
 
-    async fn list(&self, query: Option<&str>) -> Result<Response<Full<Bytes>>, Error> {
+    /// A request as `viewer` may see it: when a mask rule applies to the viewer on a table the
+    /// statement touches, its parameter values are hidden (which parameter lands in which column
+    /// is not known, so all of them are).
+    fn view_for(&self, viewer: &Party, t: &Ticket) -> RequestView {
+        let mut view = RequestView::from(t);
+        let rules = self.shared.rules.current();
+        let masked = rules.masks().iter().any(|m| {
+            m.applies_to(&viewer.roles)
+                && t.statement.tables.iter().any(|table| {
+                    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+                    m.may_match_table(&crate::sql::TableName::new(schema, name))
+                })
+        });
+        if masked {
+            for p in view.statement.params.iter_mut().flatten() {
+                *p = MASKED_PARAMETER.to_owned();
+            }
+            view.statement.params_masked = true;
+        }
+        view
+    }
+
+    async fn list(
+        &self,
+        identity: &str,
+        query: Option<&str>,
+    ) -> Result<Response<Full<Bytes>>, Error> {
         let mut pending_only = true;
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
@@ -242,17 +268,22 @@ impl Api {
             .list(pending_only)
             .await
             .map_err(Error::Store)?;
-        let requests: Vec<RequestView> = tickets.iter().map(RequestView::from).collect();
+        let viewer = self.party(identity);
+        let requests: Vec<RequestView> =
+            tickets.iter().map(|t| self.view_for(&viewer, t)).collect();
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({ "requests": requests }),
         ))
     }
 
-    async fn show(&self, id: &str) -> Result<Response<Full<Bytes>>, Error> {
+    async fn show(&self, identity: &str, id: &str) -> Result<Response<Full<Bytes>>, Error> {
         let id = request_id(id)?;
         match self.shared.approvals.get(&id).await.map_err(Error::Store)? {
-            Some(ticket) => Ok(json(StatusCode::OK, &RequestView::from(&ticket))),
+            Some(ticket) => Ok(json(
+                StatusCode::OK,
+                &self.view_for(&self.party(identity), &ticket),
+            )),
             None => Err(Error::NotFound(id.to_string())),
         }
     }
@@ -278,6 +309,9 @@ impl Api {
         }
     }
 }
+
+/// What a hidden parameter value shows.
+const MASKED_PARAMETER: &str = "***";
 
 /// A path segment as a request id: ids pgward makes are short and plain, so anything else
 /// can't name a request.

@@ -78,6 +78,9 @@ pub struct StatementView {
     pub sql: String,
     /// Bound parameter values as text (`null` for SQL NULL).
     pub params: Vec<Option<String>>,
+    /// The values were hidden (`***`) because masks apply to the viewer on these tables.
+    #[serde(default)]
+    pub params_masked: bool,
     /// Statement class.
     pub class: String,
     /// Tables read or written.
@@ -165,6 +168,7 @@ impl From<&Ticket> for RequestView {
             statement: StatementView {
                 sql: t.statement.sql.clone(),
                 params: t.statement.params.clone(),
+                params_masked: false,
                 class: t.statement.class.clone(),
                 tables: t.statement.tables.clone(),
                 database: t.statement.database.clone(),

@@ -15,6 +15,14 @@ members = ["ann"]
 [roles.dba]
 members = ["ann", "carol", "dan"]
 
+[roles.contractor]
+members = ["dan"]
+
+[[masks]]
+roles = ["contractor"]
+columns = ["public.orders.note"]
+strategy = "redact"
+
 [[rules]]
 id = "dev-ddl-needs-a-dba"
 roles = ["dev"]
@@ -231,6 +239,12 @@ async fn list_and_show_describe_what_would_run() {
     let (status, one) = get(h, &format!("/v1/approvals/{id}"), &s.carol).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&one, r);
+    assert_eq!(one["statement"]["params_masked"], false);
+    // dan has a mask on orders: he sees that there are parameters, not their values.
+    let (status, masked) = get(h, &format!("/v1/approvals/{id}"), &s.dan).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(masked["statement"]["params"], json!(["***"]));
+    assert_eq!(masked["statement"]["params_masked"], true);
 
     let (status, body) = get(h, "/v1/approvals/no-such-request", &s.carol).await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
