@@ -18,6 +18,7 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
 pub mod approval;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod keyfile;

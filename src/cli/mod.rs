@@ -1,5 +1,6 @@
 //! Subcommands: one file each.
 
+mod audit;
 mod check;
 mod demo;
 mod explain;
@@ -60,6 +61,11 @@ enum Command {
         /// The rules directory.
         dir: PathBuf,
     },
+    /// The audit log: verify it, list its sessions, export it.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Print a recorded session as its client saw it.
+    Replay(audit::ReplayArgs),
     /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
     Demo {
         /// Where pgward listens.
@@ -82,6 +88,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         } => explain::run(&sql, format, &search_path, &who),
         Command::Check { dir } => check::run(&dir),
         Command::Test { dir } => test::run(&dir),
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Replay(args) => audit::replay(args),
     }
 }
 
