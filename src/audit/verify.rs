@@ -287,8 +287,8 @@ impl Verifier {
             }
             Tail::Torn { len } if last => {
                 return Err(brk(
-                    end_row,
                     None,
+                    Some(after),
                     BreakKind::Truncated,
                     format!(
                         "the file ends inside a message ({len} bytes) after record {after}: \

@@ -2,6 +2,7 @@
 
 mod support;
 
+mod audit_log;
 mod auth;
 mod bad_input;
 mod demo;
