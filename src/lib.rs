@@ -19,6 +19,7 @@
 
 pub mod admin;
 pub mod approval;
+pub mod audit;
 pub mod auth;
 pub mod config;
 pub mod keyfile;

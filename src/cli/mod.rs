@@ -1,6 +1,7 @@
 //! Subcommands: one file each.
 
 mod approvals;
+mod audit;
 mod check;
 mod demo;
 mod explain;
@@ -71,6 +72,11 @@ enum Command {
         #[command(subcommand)]
         action: approvals::Action,
     },
+    /// The audit log: verify it, list its sessions, export it.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// Print a recorded session as its client saw it.
+    Replay(audit::ReplayArgs),
     /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
     Demo {
         /// Where pgward listens.
@@ -98,6 +104,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Approvals { conn, action } => approvals::run(&conn, &action),
         Command::Check { dir } => check::run(&dir),
         Command::Test { dir } => test::run(&dir),
+        Command::Audit(cmd) => audit::run(cmd),
+        Command::Replay(args) => audit::replay(args),
     }
 }
 

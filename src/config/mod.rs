@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use raw::RawConfig;
-pub use raw::{SslMode, TlsMode};
+pub use raw::{AuditMode, SslMode, TlsMode};
+use raw::{RawAudit, RawConfig};
 use toml::Spanned;
 
 /// PostgreSQL's own limit for one message (1 GiB − 1): large enough for any COPY row or bytea.
@@ -43,6 +43,27 @@ pub struct Config {
     pub approvals: Approvals,
     /// The admin HTTP API, when enabled.
     pub admin: Option<Admin>,
+    /// The audit log; `None` when it is off.
+    pub audit: Option<Audit>,
+}
+
+/// The `[audit]` section, validated. Present only when auditing is on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Audit {
+    /// `batched` or `strict`.
+    pub mode: AuditMode,
+    /// The log directory.
+    pub dir: PathBuf,
+    /// Batched mode: the longest a record waits before it is written and fsynced.
+    pub flush_interval: Duration,
+    /// A file is closed and a new one started past this size.
+    pub roll_bytes: u64,
+    /// … or after this long.
+    pub roll_age: Duration,
+    /// The key that signs closed files' chain heads, if any.
+    pub signing_key_file: Option<PathBuf>,
+    /// Largest total of result cells captured per statement.
+    pub capture_rows_max_bytes: usize,
 }
 
 /// Client-facing TLS settings.
@@ -179,6 +200,8 @@ impl Config {
             }
         })?;
         let path = |s: &Spanned<String>| base.join(s.get_ref());
+        let data_dir = raw.data_dir.as_ref().map(path);
+        let audit = audit(raw.audit.as_ref(), data_dir.as_deref(), base, &at)?;
 
         let listen = raw
             .listen
@@ -368,12 +391,113 @@ impl Config {
             upstream,
             identities: path(&raw.identities),
             rules: path(&raw.rules),
-            data_dir: raw.data_dir.as_ref().map(path),
+            data_dir,
             mask_key_file: raw.mask_key_file.as_ref().map(path),
             max_message_bytes,
             startup_timeout: at.duration(raw.startup_timeout.as_ref(), "startup_timeout", 60)?,
+            audit,
         })
     }
+
+    /// Only the `[audit]` section of the file at `path`, for the auditor's tools: nothing else
+    /// is validated and no secret is resolved, so it works where the server's secrets are not.
+    ///
+    /// # Errors
+    /// As [`Config::load`], for the file's shape and its `[audit]` section.
+    pub fn load_audit(path: &Path) -> Result<Option<Audit>, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let file = path.display().to_string();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let at = Locator {
+            file: &file,
+            text: &text,
+        };
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| Error::Invalid {
+            file: file.clone(),
+            line: e.span().map_or(0, |s| at.line(s.start)),
+            key: String::new(),
+            message: e.message().to_owned(),
+        })?;
+        let data_dir = raw.data_dir.as_ref().map(|d| base.join(d.get_ref()));
+        audit(raw.audit.as_ref(), data_dir.as_deref(), base, &at)
+    }
+}
+
+/// Validates `[audit]`: batched by default when there is a data directory, off otherwise.
+fn audit(
+    raw: Option<&RawAudit>,
+    data_dir: Option<&Path>,
+    base: &Path,
+    at: &Locator<'_>,
+) -> Result<Option<Audit>, Error> {
+    let default = RawAudit::default();
+    let raw = raw.unwrap_or(&default);
+    let explicit = raw.mode.as_ref().map(|m| *m.get_ref());
+    let mode = match explicit {
+        Some(m) => m,
+        None if data_dir.is_some() || raw.dir.is_some() => AuditMode::Batched,
+        None => AuditMode::Off,
+    };
+    if mode == AuditMode::Off {
+        return Ok(None);
+    }
+    let dir = match (&raw.dir, data_dir) {
+        (Some(d), _) => base.join(d.get_ref()),
+        (None, Some(data)) => data.join("audit"),
+        (None, None) => {
+            let line = raw.mode.as_ref().map_or(1, |m| at.line(m.span().start));
+            return Err(Error::Invalid {
+                file: at.file.to_owned(),
+                line,
+                key: "audit.dir".to_owned(),
+                message: "the audit log needs `audit.dir` or `data_dir`".to_owned(),
+            });
+        }
+    };
+    let ranged = |v: Option<&Spanned<u64>>, key: &str, default: u64, min: u64, max: u64| match v {
+        None => Ok(default),
+        Some(v) if (min..=max).contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err(at.err(v, key, format!("must be between {min} and {max}"))),
+    };
+    Ok(Some(Audit {
+        mode,
+        dir,
+        flush_interval: Duration::from_millis(ranged(
+            raw.flush_interval_ms.as_ref(),
+            "audit.flush_interval_ms",
+            20,
+            1,
+            10_000,
+        )?),
+        roll_bytes: ranged(
+            raw.roll_bytes.as_ref(),
+            "audit.roll_bytes",
+            64 << 20,
+            4096,
+            1 << 40,
+        )?,
+        roll_age: Duration::from_secs(ranged(
+            raw.roll_seconds.as_ref(),
+            "audit.roll_seconds",
+            3600,
+            1,
+            366 * 86_400,
+        )?),
+        signing_key_file: raw
+            .signing_key_file
+            .as_ref()
+            .map(|k| base.join(k.get_ref())),
+        capture_rows_max_bytes: ranged(
+            raw.capture_rows_max_bytes.as_ref(),
+            "audit.capture_rows_max_bytes",
+            64 << 10,
+            0,
+            64 << 20,
+        )? as usize,
+    }))
 }
 
 // === impl Upstream ===

@@ -28,6 +28,8 @@ pub struct RawConfig {
     pub tls: Option<RawTls>,
     /// The PostgreSQL server pgward protects.
     pub upstream: RawUpstream,
+    /// The audit log.
+    pub audit: Option<RawAudit>,
     /// Where approval requests are kept, and who is told about them.
     pub approvals: Option<RawApprovals>,
     /// The admin HTTP API (approvals, health).
@@ -121,4 +123,36 @@ pub enum SslMode {
     Require,
     /// TLS always, certificate verified against `ca_file` and the host name.
     VerifyFull,
+}
+
+/// `[audit]`
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// `off`, `batched` or `strict`.
+    pub mode: Option<Spanned<AuditMode>>,
+    /// The log directory (default `data_dir/audit`).
+    pub dir: Option<Spanned<String>>,
+    /// Batched mode: the longest a record waits before it is written and fsynced.
+    pub flush_interval_ms: Option<Spanned<u64>>,
+    /// A file is closed and a new one started past this size.
+    pub roll_bytes: Option<Spanned<u64>>,
+    /// … or after this many seconds.
+    pub roll_seconds: Option<Spanned<u64>>,
+    /// A 32-byte ed25519 key (created if missing) that signs each closed file's chain head.
+    pub signing_key_file: Option<Spanned<String>>,
+    /// Largest total of result cells captured per statement, when rows are captured.
+    pub capture_rows_max_bytes: Option<Spanned<u64>>,
+}
+
+/// How the audit log keeps records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditMode {
+    /// Nothing is recorded.
+    Off,
+    /// Records are written and fsynced on a short timer.
+    Batched,
+    /// No statement is forwarded before its record is fsynced.
+    Strict,
 }

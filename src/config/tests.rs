@@ -101,3 +101,54 @@ fn durations() {
     assert!(parse_duration("soon").is_err());
     assert!(parse_duration("5 fortnights").is_err());
 }
+
+#[test]
+fn audit_is_batched_under_data_dir_by_default_and_off_without_one() {
+    assert_eq!(parse(MINIMAL).unwrap().audit, None);
+    let c = parse(&format!("data_dir = \"state\"\n{MINIMAL}")).unwrap();
+    let a = c.audit.unwrap();
+    assert_eq!(a.mode, AuditMode::Batched);
+    assert_eq!(a.dir, Path::new("/etc/pgward/state/audit"));
+    assert_eq!(a.flush_interval, Duration::from_millis(20));
+    assert_eq!(a.signing_key_file, None);
+}
+
+#[test]
+fn audit_settings_are_read_and_checked() {
+    let text = format!(
+        "{MINIMAL}\n[audit]\nmode = \"strict\"\ndir = \"/var/log/pgward\"\nroll_bytes = 1048576\n\
+         roll_seconds = 60\nsigning_key_file = \"audit.key\"\ncapture_rows_max_bytes = 0\n"
+    );
+    let a = parse(&text).unwrap().audit.unwrap();
+    assert_eq!(a.mode, AuditMode::Strict);
+    assert_eq!(a.dir, Path::new("/var/log/pgward"));
+    assert_eq!(a.roll_bytes, 1 << 20);
+    assert_eq!(a.roll_age, Duration::from_secs(60));
+    assert_eq!(
+        a.signing_key_file.as_deref(),
+        Some(Path::new("/etc/pgward/audit.key"))
+    );
+    assert_eq!(a.capture_rows_max_bytes, 0);
+
+    let (_, key, message) = invalid(&format!("{MINIMAL}\n[audit]\nmode = \"strict\"\n"));
+    assert_eq!(key, "audit.dir");
+    assert!(message.contains("data_dir"), "{message}");
+    let (line, key, _) = invalid(&format!(
+        "data_dir = \"s\"\n{MINIMAL}\n[audit]\nflush_interval_ms = 0\n"
+    ));
+    assert_eq!((line, key.as_str()), (13, "audit.flush_interval_ms"));
+    let (_, _, message) = invalid(&format!("{MINIMAL}\n[audit]\nmode = \"sometimes\"\n"));
+    assert!(
+        message.contains("sometimes") || message.contains("variant"),
+        "{message}"
+    );
+}
+
+#[test]
+fn audit_mode_off_turns_it_off() {
+    let c = parse(&format!(
+        "data_dir = \"s\"\n{MINIMAL}\n[audit]\nmode = \"off\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.audit, None);
+}

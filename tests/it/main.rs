@@ -4,6 +4,7 @@ mod support;
 
 mod admin;
 mod approvals;
+mod audit_log;
 mod auth;
 mod bad_input;
 mod demo;
