@@ -38,6 +38,9 @@ pub enum Error {
     /// The masking key can't be read or created.
     #[error("masking key: {0}")]
     MaskKey(#[from] crate::keyfile::Error),
+    /// The audit log can't be opened.
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
     /// The approval store can't be opened.
     #[error(transparent)]
     Approvals(#[from] crate::approval::StoreError),
@@ -89,6 +92,16 @@ impl Server {
             upstream_tls.clone(),
         ));
         let approvals = approvals(&config, upstream_tls.clone()).await?;
+        let audit = match &config.audit {
+            Some(c) => match crate::audit::Options::from_config(c)? {
+                Some(options) => Some(crate::audit::AuditLog::open(options)?),
+                None => None,
+            },
+            None => None,
+        };
+        if let Some(log) = &audit {
+            record_approval_events(&approvals, log.clone());
+        }
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -115,6 +128,7 @@ impl Server {
             rules,
             refusal_token: session::refusal_token(),
             approvals,
+            audit,
         });
         Ok(Server {
             listener,
@@ -228,6 +242,52 @@ async fn approvals(
             service
         }
     })
+}
+
+/// Records every approval event this process sees (requests its sessions make, decisions its
+/// admin API takes, expiries and withdrawals) in the audit log, until the service is dropped.
+fn record_approval_events(approvals: &Arc<Approvals>, log: crate::audit::AuditLog) {
+    use crate::approval::EventKind;
+    use crate::audit::{ApprovalEvent, ApprovalEventKind, Record};
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = approvals.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let e = match events.recv().await {
+                Ok(e) => e,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::error!(missed = n, "Audit log fell behind the approval events");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let event = match e.kind {
+                EventKind::Created => ApprovalEventKind::Created,
+                EventKind::Approved => ApprovalEventKind::Approved,
+                EventKind::Rejected => ApprovalEventKind::Rejected,
+                EventKind::Expired => ApprovalEventKind::Expired,
+                EventKind::Withdrawn => ApprovalEventKind::Withdrawn,
+                EventKind::GrantUsed => ApprovalEventKind::GrantUsed,
+            };
+            // Session labels are `INSTANCE-NUMBER` (see the handshake).
+            let session = e
+                .request
+                .origin
+                .session
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse().ok());
+            // Not awaited: the writer keeps the order, and a failed log shows on statements.
+            drop(log.record(Record::Approval(ApprovalEvent {
+                request: e.request.request.id().to_string(),
+                event,
+                session,
+                actor: e.actor.unwrap_or_else(|| "pgward".to_owned()),
+                reason: e.reason,
+                time: std::time::UNIX_EPOCH + Duration::from_millis(e.at),
+            })));
+        }
+    });
 }
 
 /// Connections to the shared approval store: decisions and lookups are short.

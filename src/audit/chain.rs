@@ -89,7 +89,7 @@ impl Head {
 
 /// Decodes an even-length hex string.
 pub(crate) fn hex_decode(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return None;
     }
     (0..s.len())

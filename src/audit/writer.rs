@@ -94,6 +94,12 @@ pub struct Pending {
     state: PendingState,
 }
 
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending").finish_non_exhaustive()
+    }
+}
+
 enum PendingState {
     Waiting(oneshot::Receiver<Result<u64, Error>>),
     Done(Option<Error>),
@@ -105,6 +111,10 @@ struct Inner {
     instance: String,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "nearly every command is an Append; boxing it would allocate once more per record"
+)]
 enum Command {
     Append(Record, oneshot::Sender<Result<u64, Error>>),
     Close(oneshot::Sender<Result<(), Error>>),

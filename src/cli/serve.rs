@@ -12,9 +12,16 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     let config = Config::load(config_path, &ProcessEnv)?;
     super::runtime()?.block_on(async {
         let server = Server::bind(config).await.context("starting pgward")?;
+        let shared = server.shared();
         tokio::select! {
             () = server.run() => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("Interrupted; stopping"),
+        }
+        // What is queued is written and the last file's head signed.
+        if let Some(log) = shared.audit.clone()
+            && let Err(e) = log.close().await
+        {
+            tracing::error!(error = %e, "Closing the audit log failed");
         }
         Ok(ExitCode::SUCCESS)
     })

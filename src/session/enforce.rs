@@ -27,6 +27,7 @@ use tracing::info;
 use super::StatementTracker;
 use super::columns::ColumnCatalog;
 use super::hold::{Holds, Outcome as HoldOutcome, Pending};
+use super::recorder::{Audited, Recorder};
 use super::results::{ResultMasker, ResultTracker, Unmaskable, copy_formats_of};
 use super::rules::LiveRules;
 use crate::mask::CopyFormat;
@@ -95,6 +96,46 @@ pub struct ClientStage {
     lookup_failed: Option<TableName>,
     /// Statements held for approval.
     holds: Holds,
+    /// The audit log, when it is on.
+    audit: Option<StatementLog>,
+}
+
+/// The client half's audit state (see `recorder`).
+#[derive(Debug)]
+struct StatementLog {
+    recorder: Recorder,
+    /// The last statement number given.
+    seq: u64,
+    /// Strict mode: the record the current frame waits for.
+    waiting: Option<(Audited, crate::audit::Pending)>,
+    /// The current frame's record, once made (kept while it is offered again).
+    recorded: Option<Result<Audited, crate::audit::Error>>,
+    /// The last Bind's statement, for the Execute that runs its portal.
+    bound: Option<(Vec<u8>, Audited)>,
+}
+
+/// A statement as the audit log records it.
+struct Entry<'a> {
+    text: &'a [u8],
+    params: Vec<Option<String>>,
+    profile: &'a StatementProfile,
+    /// `allow`, `deny` or `approve`.
+    decision: &'static str,
+    /// The rule that allowed or held it (a refusal names its own).
+    rule: Option<RuleId>,
+    approval: Option<(String, Vec<String>)>,
+}
+
+/// What recording a statement asks of the frame.
+enum Recording {
+    /// Audit is off.
+    Off,
+    /// Recorded: this goes with the statement's results for its outcome.
+    Recorded(Audited),
+    /// Strict mode: wait for the record to be durable.
+    Wait,
+    /// The log can't be written: refuse the statement.
+    Failed(Denial),
 }
 
 /// The server-to-client half: rewrite pgward's refusals into its own errors.
@@ -129,7 +170,8 @@ pub enum Verdict {
 
 /// What the rules say about one statement.
 enum Judgement {
-    Allow,
+    /// Allowed by this rule (`None`: nothing to decide, as for an empty text).
+    Allow(Option<RuleId>),
     Deny(Denial),
     Approve(Approval),
 }
@@ -146,7 +188,8 @@ struct Approval {
 enum Approved {
     /// Not decided yet: hold the frame.
     Hold,
-    Run,
+    /// Approved: the request and its approvers.
+    Run((String, Vec<String>)),
     Refuse(Denial),
 }
 
@@ -236,9 +279,17 @@ impl ClientStage {
         results: ResultTracker,
         catalog: Arc<ColumnCatalog>,
         holds: Holds,
+        recorder: Option<Recorder>,
     ) -> Self {
         ClientStage {
             holds,
+            audit: recorder.map(|recorder| StatementLog {
+                recorder,
+                seq: 0,
+                waiting: None,
+                recorded: None,
+                bound: None,
+            }),
             tracker,
             rules,
             database: database.to_owned(),
@@ -292,6 +343,11 @@ impl ClientStage {
     /// expiry or a cancel. The frame offered again afterwards runs or is refused accordingly.
     pub async fn resolve_hold(&mut self) {
         self.holds.resolve().await;
+        if let Some(log) = &mut self.audit
+            && let Some((audited, pending)) = log.waiting.take()
+        {
+            log.recorded = Some(pending.await.map(|_| audited));
+        }
     }
 
     /// The client left while a statement was held: its request is withdrawn.
@@ -303,8 +359,12 @@ impl ClientStage {
     pub fn on_frame(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> Verdict {
         let verdict = self.judge_frame(frame, out);
         if !matches!(verdict, Verdict::Lookup | Verdict::Hold) {
-            // A hold's outcome belongs to the frame it held, and that frame is now dealt with.
+            // A hold's outcome and a record belong to the frame that waited for them, and that
+            // frame is now dealt with.
             self.holds.outcome = None;
+            if let Some(log) = &mut self.audit {
+                log.recorded = None;
+            }
         }
         verdict
     }
@@ -316,17 +376,21 @@ impl ClientStage {
                 let judgement = if self.refusals.is_lexer_unsafe() {
                     self.judge(&unreadable())
                 } else {
-                    let mut worst = Judgement::Allow;
+                    let mut worst = Judgement::Allow(None);
                     for s in &analysis.statements {
                         let profile = self.tracker.resolve(&s.profile);
                         match self.judge(&profile) {
-                            Judgement::Allow => {}
+                            allow @ Judgement::Allow(_) => {
+                                if matches!(worst, Judgement::Allow(None)) {
+                                    worst = allow;
+                                }
+                            }
                             deny @ Judgement::Deny(_) => {
                                 worst = deny;
                                 break;
                             }
                             approve @ Judgement::Approve(_) => {
-                                if matches!(worst, Judgement::Allow) {
+                                if matches!(worst, Judgement::Allow(_)) {
                                     worst = approve;
                                 }
                             }
@@ -345,24 +409,47 @@ impl ClientStage {
                     return Verdict::Lookup;
                 }
                 let text = cstr(frame.body()).map_or(frame.body(), |(s, _)| s);
+                let mut approval = None;
+                let mut rule = None;
                 let refused = match judgement {
-                    Judgement::Allow => None,
+                    Judgement::Allow(r) => {
+                        rule = r;
+                        None
+                    }
                     Judgement::Deny(d) => Some(d),
-                    Judgement::Approve(a) => match self.approved(a, text, Vec::new()) {
-                        Approved::Hold => return Verdict::Hold,
-                        Approved::Run => None,
-                        Approved::Refuse(d) => Some(d),
-                    },
+                    Judgement::Approve(a) => {
+                        rule = Some(a.rule.clone());
+                        match self.approved(a, text, Vec::new()) {
+                            Approved::Hold => return Verdict::Hold,
+                            Approved::Run(by) => {
+                                approval = Some(by);
+                                None
+                            }
+                            Approved::Refuse(d) => Some(d),
+                        }
+                    }
                 };
                 let (copy, refused) = match refused {
                     Some(r) => (None, Some(r)),
                     None => self.judge_copy(text, &analysis),
                 };
+                let entry = Entry {
+                    text,
+                    params: Vec::new(),
+                    profile: &analysis.combined,
+                    decision: decision_of(refused.as_ref(), approval.as_ref()),
+                    rule,
+                    approval,
+                };
+                let (audit, refused) = match self.record(entry, refused) {
+                    Ok(a) => a,
+                    Err(v) => return v,
+                };
                 if refused.is_none() {
                     self.watch_lexer_changes(&analysis);
                 }
                 let resolved = self.resolve_executes(&analysis);
-                self.results.query(resolved, copy);
+                self.results.query(resolved, copy, audit);
                 match refused {
                     Some(r) => {
                         write_failing_query(out, &self.token);
@@ -388,7 +475,11 @@ impl ClientStage {
                 // Preparing runs nothing: a statement that needs approval is held when a Bind
                 // runs it, with its parameters. Its text is kept to show the approvers.
                 let refused = match judgement {
-                    Judgement::Allow => {
+                    Judgement::Allow(_) if self.audit.is_some() => {
+                        self.holds.keep_text(name, text);
+                        None
+                    }
+                    Judgement::Allow(_) => {
                         self.holds.forget_text(name);
                         None
                     }
@@ -429,15 +520,24 @@ impl ClientStage {
                 if !self.missing_tables.is_empty() {
                     return Verdict::Lookup;
                 }
+                let mut approval = None;
+                let mut rule = None;
                 let refused = match judgement {
-                    Judgement::Allow => None,
+                    Judgement::Allow(r) => {
+                        rule = r;
+                        None
+                    }
                     Judgement::Deny(d) => Some(d),
                     Judgement::Approve(a) => match self.holds.text(statement) {
                         Some(text) => {
+                            rule = Some(a.rule.clone());
                             let params = bind_parameters(frame.body());
                             match self.approved(a, text.as_bytes(), params) {
                                 Approved::Hold => return Verdict::Hold,
-                                Approved::Run => None,
+                                Approved::Run(by) => {
+                                    approval = Some(by);
+                                    None
+                                }
                                 Approved::Refuse(d) => Some(d),
                             }
                         }
@@ -454,6 +554,36 @@ impl ClientStage {
                         }),
                     },
                 };
+                let (audit, refused) = if self.audit.is_some() {
+                    let text = self.holds.text(statement);
+                    let fallback = format!(
+                        "<prepared statement \"{}\">",
+                        String::from_utf8_lossy(statement)
+                    );
+                    let text = text.as_deref().unwrap_or(&fallback);
+                    let params = self.params_as_seen(bind_parameters(frame.body()), &profile);
+                    let entry = Entry {
+                        text: text.as_bytes(),
+                        params,
+                        profile: &profile,
+                        decision: decision_of(refused.as_ref(), approval.as_ref()),
+                        rule,
+                        approval,
+                    };
+                    match self.record(entry, refused) {
+                        Ok(a) => a,
+                        Err(v) => return v,
+                    }
+                } else {
+                    (None, refused)
+                };
+                if let (Some(a), Some(log)) = (audit, &mut self.audit) {
+                    let portal = MessageReader::new(frame.body(), "Bind")
+                        .cstr()
+                        .unwrap_or_default()
+                        .to_vec();
+                    log.bound = Some((portal, a));
+                }
                 self.results.bind(frame, profile);
                 match refused {
                     Some(r) => {
@@ -468,7 +598,7 @@ impl ClientStage {
                 self.results.function_call();
                 let profile = StatementProfile::unparsed("fast-path function call");
                 let refused = match self.judge(&profile) {
-                    Judgement::Allow => None,
+                    Judgement::Allow(_) => None,
                     Judgement::Deny(d) => Some(d),
                     Judgement::Approve(a) => Some(Denial {
                         code: SqlState::INSUFFICIENT_PRIVILEGE,
@@ -499,7 +629,15 @@ impl ClientStage {
                 Verdict::Pass
             }
             tag::EXECUTE => {
-                if self.results.execute(frame, out) {
+                let portal = cstr(frame.body()).map_or(&b""[..], |(p, _)| p);
+                let audit = self.audit.as_mut().and_then(|log| match log.bound.take() {
+                    Some((bound, a)) if bound == portal => Some(a),
+                    other => {
+                        log.bound = other;
+                        None
+                    }
+                });
+                if self.results.execute(frame, out, audit) {
                     Verdict::Replace
                 } else {
                     Verdict::Pass
@@ -520,8 +658,9 @@ impl ClientStage {
     /// A statement an `approve` rule matched: run or refused by its hold's outcome when it has
     /// one, otherwise to be held (the request is made by [`ClientStage::resolve_hold`]).
     fn approved(&mut self, a: Approval, sql: &[u8], params: Vec<Option<String>>) -> Approved {
-        match self.holds.outcome.take() {
-            Some(HoldOutcome::Run) => Approved::Run,
+        // Peeked, not taken: a frame may be offered again (strict audit) after its hold ended.
+        match self.holds.outcome.clone() {
+            Some(HoldOutcome::Run { request, approvers }) => Approved::Run((request, approvers)),
             Some(HoldOutcome::Refuse {
                 code,
                 rule,
@@ -549,6 +688,111 @@ impl ClientStage {
                 Approved::Hold
             }
         }
+    }
+
+    /// Records `entry` (see [`Recording`]) and returns what goes with its results, and the
+    /// refusal, if any: `refused`, or 58030 when the log can't be written. A refused statement's
+    /// outcome is recorded here, since the server never runs it. `Err` asks the relay to wait.
+    fn record(
+        &mut self,
+        entry: Entry<'_>,
+        refused: Option<Denial>,
+    ) -> Result<(Option<Audited>, Option<Denial>), Verdict> {
+        match self.record_statement(entry, refused.as_ref()) {
+            Recording::Off => Ok((None, refused)),
+            Recording::Wait => Err(Verdict::Hold),
+            Recording::Failed(d) => Ok((None, Some(d))),
+            Recording::Recorded(mut a) => match refused {
+                None => Ok((Some(a), None)),
+                Some(d) => {
+                    if let Some(log) = &self.audit {
+                        a.fail(d.code.code().to_owned(), Some(d.message.clone()));
+                        log.recorder.outcome(a, 0);
+                    }
+                    Ok((None, Some(d)))
+                }
+            },
+        }
+    }
+
+    fn record_statement(&mut self, entry: Entry<'_>, refused: Option<&Denial>) -> Recording {
+        let Some(log) = &mut self.audit else {
+            return Recording::Off;
+        };
+        let forwarding = refused.is_none();
+        let rule = match refused {
+            Some(d) => Some(d.rule.clone()),
+            None => entry.rule.map(|r| r.to_string()),
+        };
+        match &log.recorded {
+            Some(Ok(a)) => return Recording::Recorded(a.clone()),
+            Some(Err(e)) => return Recording::Failed(unrecorded(e)),
+            None => {}
+        }
+        if let Err(e) = log.recorder.check() {
+            return Recording::Failed(unrecorded(&e));
+        }
+        log.seq += 1;
+        let p = entry.profile;
+        let tables: std::collections::BTreeSet<String> = p
+            .tables_read
+            .iter()
+            .chain(&p.tables_written)
+            .map(ToString::to_string)
+            .collect();
+        let (approval_request, approvers) = match entry.approval {
+            Some((request, by)) => (Some(request), by),
+            None => (None, Vec::new()),
+        };
+        let (audited, pending) = log.recorder.statement(crate::audit::Statement {
+            session: log.recorder.session(),
+            seq: log.seq,
+            time: std::time::SystemTime::now(),
+            text: String::from_utf8_lossy(entry.text).into_owned(),
+            params: entry.params,
+            class: p.class.as_str().to_owned(),
+            tables: tables.into_iter().collect(),
+            decision: entry.decision.to_owned(),
+            rule,
+            approval_request,
+            approvers,
+            masked_columns: Vec::new(),
+        });
+        if forwarding && log.recorder.strict() {
+            log.waiting = Some((audited, pending));
+            return Recording::Wait;
+        }
+        log.recorded = Some(Ok(audited.clone()));
+        Recording::Recorded(audited)
+    }
+
+    /// Parameter values as the audit log may keep them: hidden when masks apply to this
+    /// session on a table the statement touches (which value lands in which column is not
+    /// known, so all are hidden).
+    fn params_as_seen(
+        &self,
+        params: Vec<Option<String>>,
+        profile: &StatementProfile,
+    ) -> Vec<Option<String>> {
+        let current = self.rules.current();
+        if !current.masked {
+            return params;
+        }
+        let masked = current.rules.masks().iter().any(|m| {
+            m.applies_to(&current.roles)
+                && profile
+                    .tables_read
+                    .iter()
+                    .chain(&profile.tables_written)
+                    .any(|t| m.may_match_table(t))
+        });
+        if !masked {
+            return params;
+        }
+        params
+            .into_iter()
+            .map(|p| p.map(|_| "***".to_owned()))
+            .collect()
     }
 
     /// A statement that may make the lexer unsafe (`SET client_encoding = 'SJIS'`,
@@ -593,7 +837,7 @@ impl ClientStage {
             self.results.set_masking();
         }
         if decision.is_allowed() {
-            return Judgement::Allow;
+            return Judgement::Allow(Some(decision.rule.clone()));
         }
         if let (Action::Approve(spec), None) = (decision.action, &decision.leak) {
             let tables = profile
@@ -891,6 +1135,26 @@ fn unreadable() -> StatementProfile {
 }
 
 /// A simple Query whose text fails to parse.
+/// The refusal of a statement the audit log could not record.
+fn unrecorded(e: &crate::audit::Error) -> Denial {
+    use crate::proto::ToErrorResponse;
+    Denial {
+        code: e.sqlstate(),
+        rule: "audit".to_owned(),
+        message: format!("pgward could not record this statement in the audit log: {e}"),
+        hint: e.hint().unwrap_or_default(),
+    }
+}
+
+/// The decision as the audit log names it.
+fn decision_of(refused: Option<&Denial>, approval: Option<&(String, Vec<String>)>) -> &'static str {
+    match (refused, approval) {
+        (Some(_), _) => "deny",
+        (None, Some(_)) => "approve",
+        (None, None) => "allow",
+    }
+}
+
 /// The parameter values of a Bind message, rendered for approvers; empty when malformed (the
 /// server refuses it anyway).
 fn bind_parameters(body: &[u8]) -> Vec<Option<String>> {

@@ -11,11 +11,13 @@ use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::hold::Holds;
+use super::recorder::Recorder;
 use super::results::{Pipeline, ResultMasker, ResultTracker};
 use super::{
     BackendKey, ClientStage, LiveRules, Refusal, Refusals, ServerStage, Shared, StatementTracker,
 };
 use crate::approval::{Origin, Party};
+use crate::audit::{Record, SessionEnd, SessionStart};
 use crate::auth::scram::{self, ScramServer, Verifier};
 use crate::auth::{self, Identity};
 use crate::config::TlsMode;
@@ -30,7 +32,7 @@ const AUTH_FRAME_LIMIT: usize = 16 * 1024;
 /// How the startup phase ended.
 enum Outcome {
     /// Authenticated, with the server connection ready.
-    Ready(Stream, Established),
+    Ready(Stream, Box<Established>),
     /// Refused: the refusal is written to the stream before it closes.
     Refused(Stream, Refusal),
     /// Nothing more to say: a cancel request, a client that hung up, or an answer already sent.
@@ -78,6 +80,12 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
 struct Established {
     /// The server database.
     database: String,
+    /// The database the client asked for.
+    client_database: String,
+    /// Whether the client connection is TLS.
+    tls: bool,
+    /// The client's application_name, if it sent one.
+    application_name: String,
     identity: Identity,
     upstream: upstream::Connected,
     registration: super::Registration,
@@ -87,7 +95,7 @@ async fn start(stream: Stream, shared: &Arc<Shared>) -> Outcome {
     match negotiate(stream, shared).await {
         Negotiated::Startup(mut stream, startup) => {
             match authenticate_and_connect(&mut stream, shared, &startup).await {
-                Ok(Some(established)) => Outcome::Ready(stream, established),
+                Ok(Some(established)) => Outcome::Ready(stream, Box::new(established)),
                 Ok(None) => Outcome::Done,
                 Err(refusal) => Outcome::Refused(stream, refusal),
             }
@@ -217,6 +225,9 @@ async fn authenticate_and_connect(
         upstream,
         registration,
         database: database.to_owned(),
+        client_database: client_db.to_string(),
+        tls: stream.is_tls(),
+        application_name: startup.param("application_name").unwrap_or("").to_owned(),
     }))
 }
 
@@ -391,6 +402,9 @@ impl Established {
             upstream,
             registration,
             database,
+            client_database,
+            tls,
+            application_name,
         } = self;
         let started = std::time::Instant::now();
         let catalog = shared.catalogs.get(&shared.metadata, &database).await;
@@ -405,7 +419,28 @@ impl Established {
             refusals.mark_lexer_unsafe();
         }
         let pipeline = Arc::new(Pipeline::default());
-        let masker = ResultMasker::new(
+        let recorder = shared.audit.as_ref().map(|log| {
+            let strict = shared
+                .config
+                .audit
+                .as_ref()
+                .is_some_and(|a| a.mode == crate::config::AuditMode::Strict);
+            let recorder = Recorder::new(log.clone(), id, strict);
+            // Ordered before the session's statements; a failure shows on the first of them.
+            drop(recorder.record(Record::SessionStart(SessionStart {
+                session: id,
+                time: std::time::SystemTime::now(),
+                identity: identity.name.clone(),
+                roles: rules.current().roles.clone(),
+                client_addr: peer.to_string(),
+                tls,
+                application_name,
+                database: client_database,
+                upstream_user: shared.config.upstream.user.clone(),
+            })));
+            recorder
+        });
+        let mut masker = ResultMasker::new(
             Arc::clone(&pipeline),
             LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles),
             Arc::clone(&columns),
@@ -430,7 +465,11 @@ impl Established {
             ResultTracker::new(pipeline),
             columns,
             holds,
+            recorder.clone(),
         );
+        if let Some(r) = &recorder {
+            masker.record_with(r.clone());
+        }
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
         let end = super::relay::run(
             client,
@@ -442,6 +481,13 @@ impl Established {
         )
         .await;
         drop(registration);
+        if let Some(r) = &recorder {
+            drop(r.record(Record::SessionEnd(SessionEnd {
+                session: id,
+                time: std::time::SystemTime::now(),
+                reason: end.to_string(),
+            })));
+        }
         info!(identity = %identity.name, end = %end, elapsed_ms = started.elapsed().as_millis() as u64, "Session ended");
     }
 }

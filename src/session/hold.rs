@@ -27,8 +27,9 @@ use crate::approval::{Approvals, Ended, Origin, Party, Statement, Ticket};
 use crate::policy::{ApprovalMode, ApprovalSpec, RuleId};
 use crate::proto::{self, SqlState};
 
-/// Prepared statements whose text needs approval are few; the texts of others are not kept.
-const MAX_KEPT_TEXTS: usize = 256;
+/// Texts of prepared statements are kept only for approvals and the audit log; past this many
+/// the map starts again (a Bind of a forgotten one is recorded without its text).
+const MAX_KEPT_TEXTS: usize = 4096;
 
 /// A statement waiting to be held.
 #[derive(Debug)]
@@ -42,10 +43,15 @@ pub struct Pending {
 }
 
 /// How a hold ended: what to do with the message when it is offered again.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Send it to the server.
-    Run,
+    /// Send it to the server: approved as `request` by `approvers`.
+    Run {
+        /// The approval request.
+        request: String,
+        /// Who approved it.
+        approvers: Vec<String>,
+    },
     /// Refuse it.
     Refuse {
         /// SQLSTATE: 42501, or 57014 for a cancel.
@@ -175,7 +181,15 @@ impl Holds {
         {
             Ok(Some(t)) => {
                 info!(request = %t.request.id(), "Approved statement run on its grant");
-                return Outcome::Run;
+                return Outcome::Run {
+                    request: t.request.id().to_string(),
+                    approvers: t
+                        .request
+                        .decisions()
+                        .iter()
+                        .map(|d| d.approver.clone())
+                        .collect(),
+                };
             }
             Ok(None) => {}
             Err(e) => return unavailable(&pending.rule, &e),
@@ -245,7 +259,10 @@ impl Holds {
         match ended {
             Ok(Ended::Approved(by)) => {
                 info!(request = %id, approvers = ?by, "Held statement approved");
-                Outcome::Run
+                Outcome::Run {
+                    request: id.to_string(),
+                    approvers: by,
+                }
             }
             Ok(Ended::Rejected { by, reason }) => Outcome::Refuse {
                 code: SqlState::INSUFFICIENT_PRIVILEGE,

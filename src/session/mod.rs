@@ -14,6 +14,7 @@ mod enforce;
 mod handshake;
 pub mod hold;
 mod metadata;
+pub mod recorder;
 pub mod relay;
 mod results;
 mod rules;
@@ -74,6 +75,8 @@ pub struct Shared {
     pub refusal_token: Arc<str>,
     /// Approval requests and decisions.
     pub approvals: Arc<crate::approval::Approvals>,
+    /// The audit log, when it is on.
+    pub audit: Option<crate::audit::AuditLog>,
 }
 
 impl std::fmt::Debug for Shared {

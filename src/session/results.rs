@@ -24,10 +24,11 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::StatementTracker;
 use super::columns::{ColumnCatalog, Named, Origin};
 use super::enforce::Verdict;
+use super::recorder::{Audited, Recorder};
 use super::rules::LiveRules;
 use crate::mask::{self, CopyFormat, CopyMasker, Detectors, MaskPlan, RowDescriptionView};
 use crate::policy::RuleSet;
-use crate::proto::{Frame, MessageReader, cstr, tag};
+use crate::proto::{ErrorFields, Frame, MessageReader, SqlState, cstr, tag};
 use crate::sql::{
     Analysis, ColumnSource, Flag, OutputColumn, StatementClass, StatementProfile, TableName,
 };
@@ -64,6 +65,8 @@ enum Expect {
         portal: Name,
         profile: Arc<StatementProfile>,
         copy: Option<Arc<CopyFormat>>,
+        /// The audited statement this Execute runs (the first Execute after its Bind).
+        audit: Option<Box<Audited>>,
     },
     /// CloseComplete.
     Close { statement: bool, name: Name },
@@ -75,6 +78,8 @@ enum Expect {
         analysis: Arc<Analysis>,
         copy: Option<Arc<[Option<CopyFormat>]>>,
         ddl: bool,
+        /// The audited statement, completed at ReadyForQuery.
+        audit: Option<Box<Audited>>,
     },
     /// FunctionCallResponse, then ReadyForQuery.
     FunctionCall,
@@ -164,6 +169,10 @@ pub struct ResultMasker {
     plan_hasher: std::collections::hash_map::RandomState,
     /// The content detectors of the session's roles, compiled once per rule set.
     detectors: Option<(Arc<RuleSet>, Option<Arc<Detectors>>)>,
+    /// Records statements' outcomes, when the audit log is on.
+    recorder: Option<Recorder>,
+    /// Result bytes (DataRow, CopyData) sent since the current statement began.
+    result_bytes: u64,
 }
 
 /// Why a result can't be passed on.
@@ -236,7 +245,12 @@ impl ResultTracker {
 
     /// A simple Query of `text`, as analyzed (EXECUTE statements resolved to what they run),
     /// with the formats of its COPY statements (`copy_formats_of`).
-    pub fn query(&mut self, analysis: Arc<Analysis>, copy: Option<Arc<[Option<CopyFormat>]>>) {
+    pub fn query(
+        &mut self,
+        analysis: Arc<Analysis>,
+        copy: Option<Arc<[Option<CopyFormat>]>>,
+        audit: Option<Audited>,
+    ) {
         let ddl = analysis
             .statements
             .iter()
@@ -245,6 +259,7 @@ impl ResultTracker {
             analysis,
             copy,
             ddl,
+            audit: audit.map(Box::new),
         });
     }
 
@@ -334,7 +349,12 @@ impl ResultTracker {
     /// An Execute. When masks apply and the server side has no plan for the portal, writes a
     /// Describe of the portal followed by the Execute itself into `out` and returns true: the
     /// caller sends `out` instead of the frame.
-    pub fn execute(&mut self, frame: &Frame<'_>, out: &mut BytesMut) -> bool {
+    pub fn execute(
+        &mut self,
+        frame: &Frame<'_>,
+        out: &mut BytesMut,
+        audit: Option<Audited>,
+    ) -> bool {
         let name = cstr(frame.body()).map_or(&b""[..], |(n, _)| n);
         let portal = self.intern(name);
         let planned = self.planned_portals.get(&portal).copied().unwrap_or(false);
@@ -362,6 +382,7 @@ impl ResultTracker {
             portal,
             profile,
             copy,
+            audit: audit.map(Box::new),
         });
         inject
     }
@@ -429,7 +450,14 @@ impl ResultMasker {
             plans: HashMap::new(),
             plan_hasher: std::collections::hash_map::RandomState::new(),
             detectors: None,
+            recorder: None,
+            result_bytes: 0,
         }
+    }
+
+    /// Records statements' outcomes with `recorder`.
+    pub fn record_with(&mut self, recorder: Recorder) {
+        self.recorder = Some(recorder);
     }
 
     /// Whether masks have applied to the session.
@@ -483,6 +511,7 @@ impl ResultMasker {
         frame: &Frame<'_>,
         out: &mut BytesMut,
     ) -> Result<Verdict, Unmaskable> {
+        self.result_bytes += frame.bytes().len() as u64;
         let applied = match &mut self.active {
             Active::Pass => return Ok(Verdict::Pass),
             Active::Rows(plan) => mask::apply(frame.body(), plan, &self.key, out)?,
@@ -506,6 +535,7 @@ impl ResultMasker {
         frame: &Frame<'_>,
         out: &mut BytesMut,
     ) -> Result<Verdict, Unmaskable> {
+        self.result_bytes += frame.bytes().len() as u64;
         let Active::Copy(copy) = &mut self.active else {
             return Ok(Verdict::Pass);
         };
@@ -548,44 +578,95 @@ impl ResultMasker {
             tag::COPY_OUT_RESPONSE => return self.copy_out(frame),
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
                 self.active = Active::Pass;
+                let tag_text = (frame.tag() == tag::COMMAND_COMPLETE)
+                    .then(|| cstr(frame.body()).map_or(frame.body(), |(t, _)| t));
                 let mut q = self.pipeline.lock();
-                match q.front() {
-                    Some(Expect::Execute { .. }) => {
+                let mut done = None;
+                match q.front_mut() {
+                    Some(Expect::Execute { audit, .. }) => {
+                        if let (Some(a), Some(t)) = (audit.as_deref_mut(), tag_text) {
+                            a.complete(t);
+                        }
+                        done = audit.take();
                         q.pop_front();
                     }
-                    Some(Expect::Query { .. }) => self.query_statement += 1,
+                    Some(Expect::Query { audit, .. }) => {
+                        if let (Some(a), Some(t)) = (audit.as_deref_mut(), tag_text) {
+                            a.complete(t);
+                        }
+                        self.query_statement += 1;
+                    }
                     _ => {}
+                }
+                drop(q);
+                if let Some(a) = done {
+                    self.record_outcome(*a);
                 }
             }
             tag::ERROR_RESPONSE => {
                 self.active = Active::Pass;
+                let (code, message) = self.error_fields(frame.body());
                 // The server skips the rest of an extended-protocol batch up to its Sync.
                 let mut q = self.pipeline.lock();
+                let mut ended = Vec::new();
+                if let Some(Expect::Query { audit: Some(a), .. }) = q.front_mut() {
+                    a.fail(code.clone(), message.clone());
+                }
+                let mut first = true;
                 while q.front().is_some_and(|e| {
                     !matches!(
                         e,
                         Expect::Sync { .. } | Expect::Query { .. } | Expect::FunctionCall
                     )
                 }) {
-                    q.pop_front();
+                    if let Some(Expect::Execute {
+                        audit: Some(mut a), ..
+                    }) = q.pop_front()
+                    {
+                        if first {
+                            a.fail(code.clone(), message.clone());
+                        } else {
+                            // Skipped by the server: an earlier message of the batch failed.
+                            a.fail(
+                                SqlState::IN_FAILED_SQL_TRANSACTION.code().to_owned(),
+                                Some("not run: an earlier message of its batch failed".to_owned()),
+                            );
+                        }
+                        ended.push(a);
+                    }
+                    first = false;
+                }
+                drop(q);
+                for a in ended {
+                    self.record_outcome(*a);
                 }
             }
             tag::READY_FOR_QUERY => {
                 self.active = Active::Pass;
                 self.query_statement = 0;
                 let mut ddl = false;
+                let mut ended = Vec::new();
                 let mut q = self.pipeline.lock();
                 while let Some(e) = q.pop_front() {
                     match e {
-                        Expect::Sync { ddl: d } | Expect::Query { ddl: d, .. } => {
+                        Expect::Query { ddl: d, audit, .. } => {
+                            ddl = d;
+                            ended.extend(audit);
+                            break;
+                        }
+                        Expect::Sync { ddl: d } => {
                             ddl = d;
                             break;
                         }
+                        Expect::Execute { audit, .. } => ended.extend(audit),
                         Expect::FunctionCall => break,
                         _ => {}
                     }
                 }
                 drop(q);
+                for a in ended {
+                    self.record_outcome(*a);
+                }
                 if ddl {
                     // Column origins may have changed; descriptions stay (the driver still uses
                     // its prepared statements) and are planned again on their next Bind.
@@ -597,6 +678,29 @@ impl ResultMasker {
         }
         self.arm();
         Ok(Verdict::Pass)
+    }
+
+    /// Records the outcome of `a`, with the result bytes sent since the last outcome.
+    fn record_outcome(&mut self, a: Audited) {
+        let bytes = std::mem::take(&mut self.result_bytes);
+        if let Some(r) = &self.recorder {
+            r.outcome(a, bytes);
+        }
+    }
+
+    /// An ErrorResponse's SQLSTATE and, unless masks apply to the session (the message may quote
+    /// a masked value), its message; for the audit log.
+    fn error_fields(&self, body: &[u8]) -> (String, Option<String>) {
+        if self.recorder.is_none() {
+            return (String::new(), None);
+        }
+        match ErrorFields::parse(body) {
+            Ok(f) => (
+                f.code.to_owned(),
+                (!self.rules.current().masked).then(|| f.message.to_owned()),
+            ),
+            Err(_) => ("XX000".to_owned(), None),
+        }
     }
 
     fn pop_if(&self, want: impl Fn(&Expect) -> bool) -> Option<Expect> {

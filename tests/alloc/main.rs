@@ -134,6 +134,7 @@ fn allocations_deciding(n: usize, rules: &Arc<RulesHandle>) -> u64 {
         ResultTracker::new(Arc::new(Pipeline::with_capacity(4096))),
         masking::offline_catalog(),
         holds,
+        None,
     );
     allocations_pumping(queries(n), Stage::Client(Box::new(stage)))
 }

@@ -96,7 +96,7 @@ pub fn server_stage(width: usize, masked: usize) -> ServerStage {
     let path = vec!["public".to_owned()];
     let sql = format!("SELECT {} FROM wide", column_names(width).join(", "));
     let analysis = analyze(&sql, &AnalyzeContext::new(&path, &functions));
-    ResultTracker::new(Arc::clone(&pipeline)).query(Arc::new(analysis), None);
+    ResultTracker::new(Arc::clone(&pipeline)).query(Arc::new(analysis), None, None);
     let masker = ResultMasker::new(
         pipeline,
         LiveRules::new(Arc::clone(&rules), "agent-1", &[]),

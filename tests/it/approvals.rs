@@ -13,7 +13,7 @@ use tokio_postgres::{AsyncMessage, NoTls};
 
 use crate::assert_eventually;
 use crate::support::wire::{self, RawClient};
-use crate::support::{Harness, Running, pg};
+use crate::support::{Harness, Running, pg, process};
 
 const RULES: &str = r#"
 [roles.dba]
@@ -458,26 +458,6 @@ async fn a_decision_on_one_instance_releases_a_client_held_by_another() {
     assert_eq!(*on_a.request.state(), State::Approved);
 }
 
-/// Starts `pgward serve` as a process with its own data directory, and waits until it accepts.
-async fn serve_process(dir: &std::path::Path, port: u16) -> tokio::process::Child {
-    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pgward"))
-        .args(["serve", "--config"])
-        .arg(dir.join("pgward.toml"))
-        .env("PGWARD_TEST_UPSTREAM_PASSWORD", pg::SUPERUSER_PASSWORD)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("pgward serve starts");
-    assert_eventually!(
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok(),
-        "pgward listening"
-    );
-    child
-}
-
 #[tokio::test]
 async fn a_pending_request_survives_a_crash_and_restart_of_the_embedded_store() {
     let database = pg::fresh_database().await;
@@ -487,33 +467,13 @@ async fn a_pending_request_survives_a_crash_and_restart_of_the_embedded_store() 
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    std::fs::write(
-        dir.path().join("identities.toml"),
-        pgward::auth::entry_for("dave", "dave-pw", &[]),
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("rules")).unwrap();
-    std::fs::write(dir.path().join("rules/main.toml"), RULES).unwrap();
-    std::fs::write(
-        dir.path().join("pgward.toml"),
-        format!(
-            "listen = \"127.0.0.1:{port}\"\nidentities = \"identities.toml\"\nrules = \"rules\"\n\
-             data_dir = \"data\"\n[upstream]\nhost = \"127.0.0.1\"\nport = {}\nuser = \"postgres\"\n\
-             password_env = \"PGWARD_TEST_UPSTREAM_PASSWORD\"\nsslmode = \"disable\"\n",
-            pg::server().port()
-        ),
-    )
-    .unwrap();
+    let port = process::free_port();
+    process::write_config(dir.path(), port, &[("dave", "dave-pw")], RULES, "");
     let conninfo = format!(
         "host=127.0.0.1 port={port} user=dave password=dave-pw dbname={database} sslmode=disable"
     );
 
-    let mut first = serve_process(dir.path(), port).await;
+    let mut first = process::serve(dir.path(), port).await;
     let (dave, mut conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
     let (tx, mut notices) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -550,7 +510,7 @@ async fn a_pending_request_survives_a_crash_and_restart_of_the_embedded_store() 
     assert_eq!(*listed[0].request.state(), State::Pending);
 
     // pgward starts again on the same store and serves; the request is still there after.
-    let mut second = serve_process(dir.path(), port).await;
+    let mut second = process::serve(dir.path(), port).await;
     let (dave, conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
     tokio::spawn(conn);
     dave.batch_execute("SELECT 1").await.unwrap();

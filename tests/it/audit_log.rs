@@ -59,7 +59,7 @@ fn session_records(session: u64) -> Vec<Record> {
         identity: format!("agent-{session}"),
         roles: vec!["analyst".to_owned()],
         client_addr: "127.0.0.1:5000".to_owned(),
-        tls: session % 2 == 0,
+        tls: session.is_multiple_of(2),
         application_name: "psql".to_owned(),
         database: "shop".to_owned(),
         upstream_user: "pgward".to_owned(),

@@ -5,6 +5,7 @@ mod support;
 mod admin;
 mod approvals;
 mod audit_log;
+mod audit_session;
 mod auth;
 mod bad_input;
 mod demo;

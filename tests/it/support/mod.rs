@@ -2,6 +2,7 @@
 
 pub mod harness;
 pub mod pg;
+pub mod process;
 pub mod wire;
 
 pub use harness::{Harness, Running};
