@@ -7,6 +7,7 @@
 #   ROUNDS=5 SECONDS_PER_RUN=20 CLIENTS=8 SCALE=10 scripts/bench.sh
 #   ONLY=mask MASK_ROWS=1000000 scripts/bench.sh   # only the masking section
 #   ONLY=hold HOLD=100 scripts/bench.sh            # only the held-sessions section
+#   ONLY=audit scripts/bench.sh                     # only the audit section (off/batched/strict)
 #
 # Needs: initdb/pg_ctl/pgbench (postgresql), pgbouncer, cargo. Installs nothing itself except
 # when run with INSTALL=1 (apt-get).
@@ -99,6 +100,8 @@ pids+=($!)
 # The bench identity is an `agent` under the example rules: every statement is analyzed and
 # decided (pgbench -S only reads).
 echo "$PW" | "$pgward" passwd bench --roles agent > "$work/identities.toml"
+# A DBA identity for write workloads (the audit section's TPC-B-like runs).
+echo "$PW" | "$pgward" passwd writer --roles dba >> "$work/identities.toml"
 cat > "$work/pgward.toml" <<W
 listen = "127.0.0.1:$WARD_PORT"
 identities = "identities.toml"
@@ -114,7 +117,21 @@ PGWARD_BENCH_PW=$PW RUST_LOG=warn "$pgward" serve --config "$work/pgward.toml" >
 ward_pid=$!
 pids+=($ward_pid)
 
-for port in $BOUNCER_PORT $WARD_PORT; do
+# Two more pgwards with the audit log on: batched (the default) and strict.
+AUDIT_BATCHED_PORT=$(free_port); AUDIT_STRICT_PORT=$(free_port)
+for mode in batched strict; do
+  port_var=AUDIT_${mode^^}_PORT
+  mkdir -p "$work/audit-$mode"
+  sed -e "s/^listen = .*/listen = \"127.0.0.1:${!port_var}\"/" -e "s|^identities = .*|identities = \"$work/identities.toml\"|" \
+    "$work/pgward.toml" > "$work/audit-$mode/pgward.toml"
+  printf 'data_dir = "%s"\n' "$work/audit-$mode/data" | cat - "$work/audit-$mode/pgward.toml" > "$work/audit-$mode/t" \
+    && mv "$work/audit-$mode/t" "$work/audit-$mode/pgward.toml"
+  printf '[audit]\nmode = "%s"\n' "$mode" >> "$work/audit-$mode/pgward.toml"
+  PGWARD_BENCH_PW=$PW RUST_LOG=warn "$pgward" serve --config "$work/audit-$mode/pgward.toml" >"$work/audit-$mode.log" 2>&1 &
+  pids+=($!)
+done
+
+for port in $BOUNCER_PORT $WARD_PORT $AUDIT_BATCHED_PORT $AUDIT_STRICT_PORT; do
   for _ in $(seq 50); do psql -X -q -h 127.0.0.1 -p "$port" -U bench -d postgres -c 'select 1' >/dev/null 2>&1 && break; sleep 0.2; done
 done
 
@@ -126,7 +143,7 @@ declare -A TPS
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
-if [ "${ONLY:-}" != mask ] && [ "${ONLY:-}" != hold ]; then
+if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = main ]; then
 echo "pgbench -S: $CLIENTS clients, $JOBS threads, ${SECS}s per run, $ROUNDS rounds, interleaved"
 for r in $(seq "$ROUNDS"); do
   for mode in "${modes[@]}"; do
@@ -170,6 +187,36 @@ printf '%-22s %12.1f %12.1f %12.1f %14.3f %16.3f\n' "SELECT 1 latency (us)" "$d"
 printf 'pgward added latency at the median: %.1f us (PgBouncer: %.1f us)\n' \
   "$(echo "$w - $d" | bc -l)" "$(echo "$b - $d" | bc -l)"
 fi
+
+# The audit log: pgward without it, batched, and strict, on a read workload (pgbench -S, every
+# statement recorded) and on pgbench's TPC-B-like writes (5 statements per transaction).
+if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = audit ]; then
+declare -A APORT=([off]=$WARD_PORT [batched]=$AUDIT_BATCHED_PORT [strict]=$AUDIT_STRICT_PORT)
+declare -A ATPS
+echo "audit log: $CLIENTS clients, ${SECS}s per run, $ROUNDS rounds, interleaved"
+for r in $(seq "$ROUNDS"); do
+  for load in select tpcb; do
+    for a in off batched strict; do
+      flags=(-S -U bench); [ $load = tpcb ] && flags=(-U writer)
+      v=$(pgbench -n "${flags[@]}" -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${APORT[$a]}" postgres 2>&1 | tps_of)
+      ATPS[$load,$a]="${ATPS[$load,$a]:-} $v"
+      printf '  round %s %-6s audit %-8s %10.0f tps\n' "$r" "$load" "$a" "$v"
+    done
+  done
+done
+printf '%-24s %12s %12s %12s %14s %14s\n' "median TPS" off batched strict "batched/off" "strict/off"
+for load in select tpcb; do
+  o=$(echo ${ATPS[$load,off]} | tr ' ' '\n' | median)
+  b=$(echo ${ATPS[$load,batched]} | tr ' ' '\n' | median)
+  st=$(echo ${ATPS[$load,strict]} | tr ' ' '\n' | median)
+  label=$([ $load = select ] && echo "pgbench -S" || echo "pgbench (TPC-B-like)")
+  printf '%-24s %12.0f %12.0f %12.0f %14.3f %14.3f\n' "$label" "$o" "$b" "$st" \
+    "$(echo "$b / $o" | bc -l)" "$(echo "$st / $o" | bc -l)"
+done
+echo "audit records written: batched $(du -sh "$work/audit-batched/data/audit" | cut -f1), strict $(du -sh "$work/audit-strict/data/audit" | cut -f1)"
+fi
+
+if [ "${ONLY:-}" = audit ]; then exit 0; fi
 
 # Held sessions: HOLD sessions each wait on an approval request (an agent's DELETE FROM orders)
 # while pgbench runs beside them. A held session is a sleeping task: pgward's CPU while only
