@@ -36,7 +36,7 @@ use std::future::Future;
 use std::io::Write;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -146,6 +146,8 @@ struct OpenFile {
 
 /// In batched mode, a batch is written early once this many records wait.
 const BATCHED_MAX_ROWS: usize = 4096;
+/// Batched mode: the shortest nap of an idle writer, so that it never spins.
+const MIN_SLEEP: Duration = Duration::from_millis(1);
 /// In strict mode, one group commit takes at most this many records, so that a flood of
 /// records does not delay the first waiters without bound.
 const STRICT_MAX_ROWS: usize = 4096;
@@ -333,17 +335,34 @@ impl Future for Pending {
 impl Writer {
     fn run(mut self, rx: &mpsc::Receiver<Command>) {
         loop {
-            let cmd = match rx.recv_timeout(self.wait()) {
-                Ok(cmd) => cmd,
-                Err(RecvTimeoutError::Timeout) => {
-                    self.tick();
-                    continue;
-                }
-                // Every handle is gone without a close: shut down as cleanly as close would.
-                Err(RecvTimeoutError::Disconnected) => {
-                    let _ = self.close();
-                    return;
-                }
+            let cmd = match self.opts.durability {
+                // Batched: sleep through the interval rather than block on the channel, so that
+                // sessions sending records push onto the queue without waking this thread once
+                // per record.
+                Durability::Batched { interval } => match rx.try_recv() {
+                    Ok(cmd) => cmd,
+                    Err(TryRecvError::Empty) => {
+                        std::thread::sleep(self.wait().min(interval).max(MIN_SLEEP));
+                        self.tick();
+                        continue;
+                    }
+                    Err(TryRecvError::Disconnected) => {
+                        let _ = self.close();
+                        return;
+                    }
+                },
+                Durability::Strict => match rx.recv_timeout(self.wait()) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.tick();
+                        continue;
+                    }
+                    // Every handle is gone without a close: shut down as cleanly as close would.
+                    Err(RecvTimeoutError::Disconnected) => {
+                        let _ = self.close();
+                        return;
+                    }
+                },
             };
             let mut next = Some(cmd);
             let mut taken = 0;
