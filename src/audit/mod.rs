@@ -3,9 +3,9 @@
 //! - [`record`]: what is recorded ([`Record`]) and its canonical bytes;
 //! - [`chain`]: the SHA-256 hash chain over those bytes;
 //! - [`batch`]: records ⇄ Arrow record batches (one row per record);
-//! - [`file`]: audit files (Arrow IPC streams), their framing, and signed chain heads;
+//! - [`file`](mod@file): audit files (Arrow IPC streams), their framing, and signed chain heads;
 //! - [`writer`]: the recorder sessions call ([`AuditLog`]), strict or batched;
-//! - [`verify`]: recomputes the chain and reports the first broken record;
+//! - [`verify`](mod@verify): recomputes the chain and reports the first broken record;
 //! - [`export`]: Parquet for DuckDB, pandas or polars;
 //! - [`replay`]: sessions as their clients saw them, and the list of sessions.
 //!
