@@ -8,7 +8,10 @@
 //! - `strict_group_commit`: W concurrent sessions each awaiting every record (fsync per group
 //!   commit), as strict mode runs.
 //!
-//! Numbers for the disk-bound cases depend on the machine's fsync latency.
+//! Numbers for the disk-bound cases depend on the machine's fsync latency. On the 2-core
+//! development VM (shared with another build): encode_hash 0.47 µs, encode_hash_append 0.88 µs,
+//! batched 166k records/s (6 µs each, open and close included), strict with 8 sessions 6k
+//! records/s (group commits of up to 8).
 
 use std::hint::black_box;
 use std::time::{Duration, UNIX_EPOCH};
