@@ -98,6 +98,7 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Report, Error> {
         },
         scratch: Vec::new(),
         torn: None,
+        self_signed: 0,
     };
     for (i, f) in files.iter().enumerate() {
         let last = i + 1 == files.len();
@@ -105,6 +106,13 @@ pub fn verify(dir: &Path, key: Option<&VerifyingKey>) -> Result<Report, Error> {
             v.report.first_break = Some(b);
             return Ok(v.report);
         }
+    }
+    if v.self_signed > 0 {
+        v.report.notes.push(format!(
+            "{} file signatures checked against the key they name: pass a trusted key (--key) \
+             to check who signed",
+            v.self_signed
+        ));
     }
     // A file torn before its end with no record after it to vouch for a crash.
     if let Some((file, head)) = v.torn.take() {
@@ -145,6 +153,8 @@ struct Verifier {
     /// A file that ended inside a message, and its last complete record: the next file must
     /// link to exactly that record for it to be a crash rather than a truncation.
     torn: Option<(String, Head)>,
+    /// Signatures checked only against the key they name (no trusted key given).
+    self_signed: usize,
 }
 
 // === impl Verifier ===
@@ -383,10 +393,7 @@ impl Verifier {
             ));
         }
         if key.is_none() {
-            self.report.notes.push(format!(
-                "{name}: signature checked against the key it names; pass a trusted key to \
-                 check who signed"
-            ));
+            self.self_signed += 1;
         }
         Ok(())
     }
