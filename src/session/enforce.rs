@@ -595,10 +595,13 @@ impl ClientStage {
                 }
             }
             tag::FUNCTION_CALL => {
-                self.results.function_call();
                 let profile = StatementProfile::unparsed("fast-path function call");
+                let mut rule = None;
                 let refused = match self.judge(&profile) {
-                    Judgement::Allow(_) => None,
+                    Judgement::Allow(r) => {
+                        rule = r;
+                        None
+                    }
                     Judgement::Deny(d) => Some(d),
                     Judgement::Approve(a) => Some(Denial {
                         code: SqlState::INSUFFICIENT_PRIVILEGE,
@@ -610,6 +613,31 @@ impl ClientStage {
                         hint: "call the function with SELECT instead".to_owned(),
                     }),
                 };
+                // The function is named by OID in the message body; the record says what it is.
+                let text = if self.audit.is_some() {
+                    format!(
+                        "<fast-path function call: OID {}>",
+                        MessageReader::new(frame.body(), "FunctionCall")
+                            .i32()
+                            .unwrap_or_default()
+                    )
+                } else {
+                    String::new()
+                };
+                let entry = Entry {
+                    text: text.as_bytes(),
+                    params: Vec::new(),
+                    profile: &profile,
+                    decision: decision_of(refused.as_ref(), None),
+                    rule,
+                    approval: None,
+                };
+                let refused = match self.record(entry, refused) {
+                    // Its outcome is not matched (FunctionCallResponse carries no tag).
+                    Ok((_, refused)) => refused,
+                    Err(v) => return v,
+                };
+                self.results.function_call();
                 match refused {
                     Some(r) => {
                         write_failing_query(out, &self.token);
