@@ -141,6 +141,11 @@ modes=(simple extended prepared)
 declare -A TPS
 
 tps_of() { sed -n 's/^tps = \([0-9.]*\) .*/\1/p' | head -1; }
+# Runs pgbench and prints its TPS; on failure prints pgbench's last words to stderr and 0.
+run_pgbench() {
+  local out
+  if out=$(pgbench "$@" 2>&1); then echo "$out" | tps_of; else echo "pgbench $*: $(echo "$out" | grep -m2 -i -E "error|fatal|abort")" >&2; echo 0; fi
+}
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = main ]; then
@@ -198,7 +203,7 @@ for r in $(seq "$ROUNDS"); do
   for load in select tpcb; do
     for a in off batched strict; do
       flags=(-S -U bench); [ $load = tpcb ] && flags=(-U writer)
-      v=$(pgbench -n "${flags[@]}" -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${APORT[$a]}" postgres 2>&1 | tps_of)
+      v=$(run_pgbench -n "${flags[@]}" -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${APORT[$a]}" postgres)
       ATPS[$load,$a]="${ATPS[$load,$a]:-} $v"
       printf '  round %s %-6s audit %-8s %10.0f tps\n' "$r" "$load" "$a" "$v"
     done

@@ -595,9 +595,26 @@ const ADMIN_SETTINGS: &[&str] = &[
 /// Prefixes of admin settings (server logging, debugging, audit extensions).
 const ADMIN_SETTING_PREFIXES: &[&str] = &["debug_", "log_", "pgaudit.", "trace_"];
 
-/// Conditional expressions written like calls but built by PostgreSQL's parser, never looked up
-/// in `pg_proc` (so a schema-qualified `public.coalesce` is a real, unknown function).
-const SQL_CONSTRUCTS: &[&str] = &["coalesce", "greatest", "least", "nullif"];
+/// Expressions written like calls but built by PostgreSQL's parser, never looked up in `pg_proc`
+/// (so a schema-qualified `public.coalesce` is a real, unknown function): the conditional
+/// expressions, and the SQL value functions (`CURRENT_TIMESTAMP`, `CURRENT_USER` …).
+const SQL_CONSTRUCTS: &[&str] = &[
+    "coalesce",
+    "current_catalog",
+    "current_date",
+    "current_role",
+    "current_time",
+    "current_timestamp",
+    "current_user",
+    "greatest",
+    "least",
+    "localtime",
+    "localtimestamp",
+    "nullif",
+    "session_user",
+    "system_user",
+    "user",
+];
 
 // === impl FunctionCatalog ===
 
@@ -969,6 +986,9 @@ mod tests {
         assert_eq!(c("pg_stat_clear_snapshot"), StatementClass::Code);
         assert_eq!(c("slugify"), StatementClass::Code);
         assert_eq!(c("upper"), StatementClass::Code);
+        // SQL value functions are not in pg_proc, and are no code.
+        assert_eq!(c("current_timestamp"), StatementClass::Read);
+        assert_eq!(c("current_user"), StatementClass::Read);
         let other =
             FunctionCatalog::from_rows([row("pg_catalog", "lower", Volatility::Immutable, true)]);
         let path2 = vec!["app".to_owned()];
