@@ -116,7 +116,8 @@ struct Inner {
     reason = "nearly every command is an Append; boxing it would allocate once more per record"
 )]
 enum Command {
-    Append(Record, oneshot::Sender<Result<u64, Error>>),
+    /// A record, and who waits for its acknowledgement (nobody, for a detached record).
+    Append(Record, Option<oneshot::Sender<Result<u64, Error>>>),
     Close(oneshot::Sender<Result<(), Error>>),
     Abandon(oneshot::Sender<()>),
 }
@@ -224,11 +225,20 @@ impl AuditLog {
             return Pending::done(e.clone());
         }
         let (ack, rx) = oneshot::channel();
-        match self.inner.tx.send(Command::Append(record, ack)) {
+        match self.inner.tx.send(Command::Append(record, Some(ack))) {
             Ok(()) => Pending {
                 state: PendingState::Waiting(rx),
             },
             Err(_) => Pending::done(Error::Closed),
+        }
+    }
+
+    /// Queues `record` with nobody waiting for it: no acknowledgement is made, which saves a
+    /// channel per record where the caller would drop it anyway (batched mode, outcomes). A
+    /// log that has failed drops it; callers check [`AuditLog::check`] before forwarding.
+    pub fn record_detached(&self, record: Record) {
+        if self.inner.failed.get().is_none() {
+            let _ = self.inner.tx.send(Command::Append(record, None));
         }
     }
 
@@ -426,9 +436,11 @@ impl Writer {
         }
     }
 
-    fn append(&mut self, record: Record, ack: oneshot::Sender<Result<u64, Error>>) {
+    fn append(&mut self, record: Record, ack: Option<oneshot::Sender<Result<u64, Error>>>) {
         if let Some(e) = self.failed.get() {
-            let _ = ack.send(Err(e.clone()));
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(e.clone()));
+            }
             return;
         }
         let envelope = Envelope {
@@ -438,7 +450,9 @@ impl Writer {
         };
         let hash = Hash::of(&self.head.hash, &envelope, &mut self.scratch);
         if let Err(e) = self.builder.push(&envelope, &self.head.hash, &hash) {
-            let _ = ack.send(Err(Error::failed(format!("encoding a record: {e}"))));
+            if let Some(ack) = ack {
+                let _ = ack.send(Err(Error::failed(format!("encoding a record: {e}"))));
+            }
             self.fail(Error::failed(format!("encoding a record: {e}")));
             return;
         }
@@ -446,7 +460,9 @@ impl Writer {
             seq: envelope.seq,
             hash,
         };
-        self.acks.push((envelope.seq, ack));
+        if let Some(ack) = ack {
+            self.acks.push((envelope.seq, ack));
+        }
         self.oldest.get_or_insert_with(Instant::now);
     }
 

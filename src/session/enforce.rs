@@ -786,7 +786,7 @@ impl ClientStage {
             approvers,
             masked_columns: Vec::new(),
         });
-        if forwarding && log.recorder.strict() {
+        if let (true, Some(pending)) = (forwarding, pending) {
             log.waiting = Some((audited, pending));
             return Recording::Wait;
         }

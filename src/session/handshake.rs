@@ -427,7 +427,7 @@ impl Established {
                 .is_some_and(|a| a.mode == crate::config::AuditMode::Strict);
             let recorder = Recorder::new(log.clone(), id, strict);
             // Ordered before the session's statements; a failure shows on the first of them.
-            drop(recorder.record(Record::SessionStart(SessionStart {
+            recorder.record_detached(Record::SessionStart(SessionStart {
                 session: id,
                 time: std::time::SystemTime::now(),
                 identity: identity.name.clone(),
@@ -437,7 +437,7 @@ impl Established {
                 application_name,
                 database: client_database,
                 upstream_user: shared.config.upstream.user.clone(),
-            })));
+            }));
             recorder
         });
         let mut masker = ResultMasker::new(
@@ -482,11 +482,11 @@ impl Established {
         .await;
         drop(registration);
         if let Some(r) = &recorder {
-            drop(r.record(Record::SessionEnd(SessionEnd {
+            r.record_detached(Record::SessionEnd(SessionEnd {
                 session: id,
                 time: std::time::SystemTime::now(),
                 reason: end.to_string(),
-            })));
+            }));
         }
         info!(identity = %identity.name, end = %end, elapsed_ms = started.elapsed().as_millis() as u64, "Session ended");
     }

@@ -77,14 +77,14 @@ impl Recorder {
         self.log.check()
     }
 
-    /// Queues a record; in strict mode the caller awaits the returned acknowledgement before
-    /// forwarding the statement.
-    pub fn record(&self, record: Record) -> audit::Pending {
-        self.log.record(record)
+    /// Queues a record nobody waits for.
+    pub fn record_detached(&self, record: Record) {
+        self.log.record_detached(record);
     }
 
-    /// Records the statement and returns what its outcome needs.
-    pub fn statement(&self, s: Statement) -> (Audited, audit::Pending) {
+    /// Records the statement and returns what its outcome needs, and in strict mode the
+    /// acknowledgement to await before forwarding it.
+    pub fn statement(&self, s: Statement) -> (Audited, Option<audit::Pending>) {
         let audited = Audited {
             seq: s.seq,
             started: Instant::now(),
@@ -93,7 +93,13 @@ impl Recorder {
             counted: false,
             error: None,
         };
-        (audited, self.log.record(Record::Statement(s)))
+        let ack = if self.strict {
+            Some(self.log.record(Record::Statement(s)))
+        } else {
+            self.log.record_detached(Record::Statement(s));
+            None
+        };
+        (audited, ack)
     }
 
     /// Records how statement `a` ended; `bytes` of results were sent for it.
@@ -103,7 +109,7 @@ impl Recorder {
             None => (None, None),
         };
         // Not awaited: outcomes follow their statements in the writer's order.
-        drop(self.log.record(Record::Outcome(Outcome {
+        self.log.record_detached(Record::Outcome(Outcome {
             session: self.session,
             seq: a.seq,
             time: SystemTime::now(),
@@ -113,7 +119,7 @@ impl Recorder {
             duration_us: u64::try_from(a.started.elapsed().as_micros()).unwrap_or(u64::MAX),
             sqlstate,
             message,
-        })));
+        }));
     }
 }
 
