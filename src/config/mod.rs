@@ -64,6 +64,8 @@ pub struct Audit {
     pub signing_key_file: Option<PathBuf>,
     /// Largest total of result cells captured per statement.
     pub capture_rows_max_bytes: usize,
+    /// Roles whose sessions' result rows are captured (none by default).
+    pub capture_roles: Vec<String>,
 }
 
 /// Client-facing TLS settings.
@@ -497,6 +499,7 @@ fn audit(
             0,
             64 << 20,
         )? as usize,
+        capture_roles: raw.capture_roles.clone().unwrap_or_default(),
     }))
 }
 

@@ -143,6 +143,8 @@ pub struct RawAudit {
     pub signing_key_file: Option<Spanned<String>>,
     /// Largest total of result cells captured per statement, when rows are captured.
     pub capture_rows_max_bytes: Option<Spanned<u64>>,
+    /// Roles whose sessions' result rows are captured, as the client received them (masked).
+    pub capture_roles: Option<Vec<String>>,
 }
 
 /// How the audit log keeps records.

@@ -425,7 +425,14 @@ impl Established {
                 .audit
                 .as_ref()
                 .is_some_and(|a| a.mode == crate::config::AuditMode::Strict);
-            let recorder = Recorder::new(log.clone(), id, strict);
+            let mut recorder = Recorder::new(log.clone(), id, strict);
+            if let Some(a) = &shared.config.audit {
+                let roles = &rules.current().roles;
+                if a.capture_rows_max_bytes > 0 && a.capture_roles.iter().any(|r| roles.contains(r))
+                {
+                    recorder.capture_rows(a.capture_rows_max_bytes);
+                }
+            }
             // Ordered before the session's statements; a failure shows on the first of them.
             recorder.record_detached(Record::SessionStart(SessionStart {
                 session: id,

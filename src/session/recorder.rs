@@ -19,6 +19,8 @@ pub struct Recorder {
     log: AuditLog,
     session: u64,
     strict: bool,
+    /// Cell bytes of result rows captured per statement, when this session's rows are captured.
+    capture: Option<usize>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -56,7 +58,27 @@ impl Recorder {
             log,
             session,
             strict,
+            capture: None,
         }
+    }
+
+    /// Captures result rows, up to `max_bytes` of cells per statement.
+    pub fn capture_rows(&mut self, max_bytes: usize) {
+        self.capture = Some(max_bytes);
+    }
+
+    /// The per-statement cap of captured rows, when rows are captured.
+    pub fn capture(&self) -> Option<usize> {
+        self.capture
+    }
+
+    /// Records the rows captured for statement `seq`.
+    pub fn rows(&self, seq: u64, rows: audit::RowsCapture) {
+        self.log.record_detached(Record::Rows(rows.finish(
+            self.session,
+            seq,
+            SystemTime::now(),
+        )));
     }
 
     /// The session's number.
@@ -143,4 +165,20 @@ impl Audited {
             self.error = Some((code, message));
         }
     }
+}
+
+/// The cells of a DataRow frame (header included); `None` when it is malformed.
+pub fn data_row_cells(frame: &[u8]) -> Option<Vec<Option<&[u8]>>> {
+    let body = frame.get(5..)?;
+    let mut r = crate::proto::MessageReader::new(body, "DataRow");
+    let n = usize::try_from(r.i16().ok()?).ok()?;
+    let mut cells = Vec::with_capacity(n);
+    for _ in 0..n {
+        let len = r.i32().ok()?;
+        cells.push(match usize::try_from(len) {
+            Ok(len) => Some(r.bytes(len).ok()?),
+            Err(_) => None,
+        });
+    }
+    Some(cells)
 }

@@ -173,6 +173,10 @@ pub struct ResultMasker {
     recorder: Option<Recorder>,
     /// Result bytes (DataRow, CopyData) sent since the current statement began.
     result_bytes: u64,
+    /// Rows of the current statement as the client received them, when they are captured.
+    capture: Option<crate::audit::RowsCapture>,
+    /// Column names of the last RowDescription, for captured rows.
+    capture_names: Vec<String>,
 }
 
 /// Why a result can't be passed on.
@@ -452,6 +456,8 @@ impl ResultMasker {
             detectors: None,
             recorder: None,
             result_bytes: 0,
+            capture: None,
+            capture_names: Vec::new(),
         }
     }
 
@@ -512,16 +518,27 @@ impl ResultMasker {
         out: &mut BytesMut,
     ) -> Result<Verdict, Unmaskable> {
         self.result_bytes += frame.bytes().len() as u64;
+        let start = out.len();
         let applied = match &mut self.active {
-            Active::Pass => return Ok(Verdict::Pass),
+            Active::Pass => {
+                self.capture_row(frame.bytes());
+                return Ok(Verdict::Pass);
+            }
             Active::Rows(plan) => mask::apply(frame.body(), plan, &self.key, out)?,
             Active::Blind => mask::null_all(frame.body(), out)?,
             // A DataRow inside COPY can't happen; nothing is known about it.
             Active::Copy(_) => mask::null_all(frame.body(), out)?,
         };
         Ok(if applied.is_rewritten() {
+            if self.capture_on() {
+                // The row as the client receives it: the rewritten frame.
+                let rewritten = out.split_off(start);
+                self.capture_row(&rewritten);
+                out.unsplit(rewritten);
+            }
             Verdict::Replace
         } else {
+            self.capture_row(frame.bytes());
             Verdict::Pass
         })
     }
@@ -573,7 +590,18 @@ impl ResultMasker {
                     }
                 }
             }
-            tag::ROW_DESCRIPTION => return self.row_description(Some(frame.body())),
+            tag::ROW_DESCRIPTION => {
+                if self.capture_on()
+                    && let Ok(view) = RowDescriptionView::parse(frame.body())
+                {
+                    self.capture_names = view
+                        .fields()
+                        .iter()
+                        .map(|f| String::from_utf8_lossy(f.name).into_owned())
+                        .collect();
+                }
+                return self.row_description(Some(frame.body()));
+            }
             tag::NO_DATA => return self.row_description(None),
             tag::COPY_OUT_RESPONSE => return self.copy_out(frame),
             tag::COMMAND_COMPLETE | tag::EMPTY_QUERY_RESPONSE | tag::PORTAL_SUSPENDED => {
@@ -598,9 +626,12 @@ impl ResultMasker {
                     }
                     _ => {}
                 }
+                let front_is_query = matches!(q.front(), Some(Expect::Query { .. }));
                 drop(q);
                 if let Some(a) = done {
                     self.record_outcome(*a);
+                } else if !front_is_query {
+                    self.capture = None;
                 }
             }
             tag::ERROR_RESPONSE => {
@@ -667,6 +698,7 @@ impl ResultMasker {
                 for a in ended {
                     self.record_outcome(*a);
                 }
+                self.capture = None;
                 if ddl {
                     // Column origins may have changed; descriptions stay (the driver still uses
                     // its prepared statements) and are planned again on their next Bind.
@@ -680,12 +712,47 @@ impl ResultMasker {
         Ok(Verdict::Pass)
     }
 
-    /// Records the outcome of `a`, with the result bytes sent since the last outcome.
+    /// Records the outcome of `a`, with the result bytes sent since the last outcome, and the
+    /// rows captured for it.
     fn record_outcome(&mut self, a: Audited) {
         let bytes = std::mem::take(&mut self.result_bytes);
+        let captured = self.capture.take();
         if let Some(r) = &self.recorder {
+            if let Some(rows) = captured {
+                r.rows(a.seq, rows);
+            }
             r.outcome(a, bytes);
         }
+    }
+
+    /// Whether this session's result rows are captured.
+    #[inline]
+    fn capture_on(&self) -> bool {
+        self.recorder
+            .as_ref()
+            .is_some_and(|r| r.capture().is_some())
+    }
+
+    /// Adds a DataRow frame (as sent to the client) to the current statement's capture.
+    #[inline]
+    fn capture_row(&mut self, frame: &[u8]) {
+        let Some(max) = self.recorder.as_ref().and_then(Recorder::capture) else {
+            return;
+        };
+        let Some(cells) = super::recorder::data_row_cells(frame) else {
+            return;
+        };
+        let names = &self.capture_names;
+        let capture = self.capture.get_or_insert_with(|| {
+            // Names from the last RowDescription, when it describes rows this wide.
+            let columns = if names.len() == cells.len() {
+                names.clone()
+            } else {
+                (1..=cells.len()).map(|i| format!("column{i}")).collect()
+            };
+            crate::audit::RowsCapture::new(columns, max)
+        });
+        capture.push(cells);
     }
 
     /// An ErrorResponse's SQLSTATE and, unless masks apply to the session (the message may quote

@@ -39,6 +39,11 @@ classes = ["write"]
 action = "approve"
 approvers = ["dba"]
 timeout = "60s"
+
+[[masks]]
+roles = ["dev"]
+columns = ["public.orders.note"]
+strategy = "redact"
 "#;
 
 fn records(dir: &Path) -> Vec<Record> {
@@ -72,7 +77,7 @@ async fn a_sessions_records_match_what_it_did() {
         .identity("dave", "dave-pw", &[])
         .rules(RULES)
         .config(&format!(
-            "data_dir = {:?}\n[audit]\nmode = \"batched\"\nflush_interval_ms = 5\n",
+            "data_dir = {:?}\n[audit]\nmode = \"batched\"\nflush_interval_ms = 5\ncapture_roles = [\"dev\"]\n",
             data.path()
         ))
         .start()
@@ -180,8 +185,27 @@ async fn a_sessions_records_match_what_it_did() {
     let outcome = select_outcome.as_ref().unwrap();
     assert_eq!(outcome.command_tag.as_deref(), Some("SELECT 2"));
     assert!(outcome.bytes > 0);
+    // Masks apply to dave on orders: his parameters are kept hidden.
     let (bound, _) = &done[1];
-    assert_eq!(bound.params, [Some("\\x00000001".to_owned())]);
+    assert_eq!(bound.params, [Some("***".to_owned())]);
+    // His result rows are captured as he received them: masked.
+    let captured: Vec<_> = rs
+        .iter()
+        .filter_map(|r| match r {
+            Record::Rows(rows) if rows.session == start.session => Some(rows.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(captured[0].seq, select.seq);
+    assert_eq!(captured[0].columns, ["id", "note"]);
+    assert_eq!(
+        captured[0].rows,
+        [
+            vec![Some("1".to_owned()), Some("***".to_owned())],
+            vec![Some("2".to_owned()), Some("***".to_owned())]
+        ]
+    );
+    assert!(!captured[0].truncated);
     let (denied, _) = &done[3];
     assert_eq!(denied.rule.as_deref(), Some("default-deny"));
     let (approved, _) = &done[4];
