@@ -744,6 +744,10 @@ impl ClientStage {
     }
 
     fn record_statement(&mut self, entry: Entry<'_>, refused: Option<&Denial>) -> Recording {
+        if self.audit.is_none() {
+            return Recording::Off;
+        }
+        let masked_columns = self.masked_columns(entry.profile);
         let Some(log) = &mut self.audit else {
             return Recording::Off;
         };
@@ -784,7 +788,7 @@ impl ClientStage {
             rule,
             approval_request,
             approvers,
-            masked_columns: Vec::new(),
+            masked_columns,
         });
         if let (true, Some(pending)) = (forwarding, pending) {
             log.waiting = Some((audited, pending));
@@ -792,6 +796,29 @@ impl ClientStage {
         }
         log.recorded = Some(Ok(audited.clone()));
         Recording::Recorded(audited)
+    }
+
+    /// The columns of the mask rules that apply to this session on the statement's tables
+    /// (`public.people.ssn`, or the rule's pattern): what the client's results of it hide.
+    fn masked_columns(&self, profile: &StatementProfile) -> Vec<String> {
+        let current = self.rules.current();
+        if !current.masked {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for m in current.rules.masks() {
+            if m.applies_to(&current.roles) {
+                for t in profile.tables_read.iter().chain(&profile.tables_written) {
+                    if m.may_match_table(t) {
+                        out.extend(m.columns().map(str::to_owned));
+                        break;
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
     }
 
     /// Parameter values as the audit log may keep them: hidden when masks apply to this

@@ -182,6 +182,7 @@ async fn a_sessions_records_match_what_it_did() {
     assert_eq!(select.class, "read");
     assert_eq!(select.tables, ["public.orders"]);
     assert_eq!(select.rule.as_deref(), Some("dev-reads"));
+    assert_eq!(select.masked_columns, ["public.orders.note"]);
     let outcome = select_outcome.as_ref().unwrap();
     assert_eq!(outcome.command_tag.as_deref(), Some("SELECT 2"));
     assert!(outcome.bytes > 0);
