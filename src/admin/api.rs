@@ -139,14 +139,18 @@ impl Api {
         let path = req.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let method = req.method().clone();
-        if segments == ["health"] {
-            return match method {
-                Method::GET => Ok(json(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
-                method => Err(Error::MethodNotAllowed {
+        if segments == ["health"] || segments == ["healthz"] || segments == ["readyz"] {
+            if method != Method::GET {
+                return Err(Error::MethodNotAllowed {
                     method,
                     allow: "GET",
-                }),
-            };
+                });
+            }
+            return Ok(if segments == ["readyz"] {
+                self.readiness().await
+            } else {
+                json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+            });
         }
         if segments.first() != Some(&"v1") {
             return Err(Error::NoRoute(path));
@@ -183,6 +187,82 @@ impl Api {
             }),
             _ => Err(Error::NoRoute(path)),
         }
+    }
+
+    /// `/readyz`: 200 when pgward can serve, else 503 naming what fails. Checked: the upstream
+    /// server (a `SELECT 1` on pgward's own connection), the audit log (not failed), the approval
+    /// store (answers). The rules are reported but never fail readiness: after a bad reload the
+    /// previous rules stay in force, and taking every instance out at once would be an outage.
+    async fn readiness(&self) -> Response<Full<Bytes>> {
+        let shared = &self.shared;
+        let mut checks = serde_json::Map::new();
+        let mut failing = Vec::new();
+        let mut check = |name: &str, result: Result<(), String>| match result {
+            Ok(()) => {
+                checks.insert(name.to_owned(), "ok".into());
+            }
+            Err(e) => {
+                checks.insert(name.to_owned(), e.into());
+                failing.push(name.to_owned());
+            }
+        };
+        let upstream = &shared.config.upstream;
+        let database = upstream
+            .databases
+            .get("*")
+            .or_else(|| upstream.databases.values().next())
+            .map_or("postgres", String::as_str);
+        let probe = async {
+            let client = shared
+                .metadata
+                .get(database)
+                .await
+                .map_err(|e| e.to_string())?;
+            client
+                .simple_query("SELECT 1")
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        let timeout = upstream.connect_timeout.max(Duration::from_secs(1));
+        check(
+            "upstream",
+            tokio::time::timeout(timeout, probe)
+                .await
+                .unwrap_or_else(|_| Err("timed out".to_owned())),
+        );
+        check(
+            "audit",
+            shared
+                .audit
+                .as_ref()
+                .map_or(Ok(()), |log| log.check().map_err(|e| e.to_string())),
+        );
+        check(
+            "approvals",
+            tokio::time::timeout(timeout, shared.approvals.ping())
+                .await
+                .map_err(|_| "timed out".to_owned())
+                .and_then(|r| r.map_err(|e| e.to_string())),
+        );
+        let rules = match shared.rules.last_error() {
+            None => "ok".to_owned(),
+            Some(e) => format!("serving the previous rules; the last reload failed: {e}"),
+        };
+        checks.insert("rules".to_owned(), rules.into());
+        let ready = failing.is_empty();
+        json(
+            if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            },
+            &serde_json::json!({
+                "status": if ready { "ready" } else { "not ready" },
+                "failing": failing,
+                "checks": checks,
+            }),
+        )
     }
 
     /// The identity whose admin token the request carries.

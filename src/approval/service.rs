@@ -155,6 +155,14 @@ impl Approvals {
         &self.instance
     }
 
+    /// Whether the store answers (for readiness checks).
+    ///
+    /// # Errors
+    /// When it can't be read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+
     /// Events from now on. A subscriber that falls more than a few thousand events behind
     /// misses the oldest (and is told so by the channel).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

@@ -643,3 +643,31 @@ async fn a_statement_held_in_a_session_runs_once_approved_through_the_cli() {
         0
     );
 }
+
+#[tokio::test]
+async fn readiness_names_what_fails() {
+    let h = Harness::new().admin().start().await;
+    let (status, body) = call(&h, reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["checks"]["upstream"], "ok");
+    assert_eq!(body["checks"]["approvals"], "ok");
+    let (status, _) = call(&h, reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The upstream server is not there: not ready, and the answer says which part.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let h = Harness::new().admin().upstream_port(dead).start().await;
+    let (status, body) = call(&h, reqwest::Method::GET, "/readyz", None, None).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["failing"], json!(["upstream"]));
+    assert_ne!(body["checks"]["upstream"], "ok");
+    // Alive all the same.
+    let (status, _) = call(&h, reqwest::Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK);
+}

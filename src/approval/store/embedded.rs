@@ -155,6 +155,15 @@ impl Embedded {
         .await
     }
 
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        self.blocking(|db| {
+            let r = db.begin_read()?;
+            r.open_table(REQUESTS)?;
+            Ok(())
+        })
+        .await
+    }
+
     pub(super) async fn grant_candidates(
         &self,
         identity: &str,

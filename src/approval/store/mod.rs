@@ -109,6 +109,17 @@ impl Store {
         }
     }
 
+    /// Whether the store answers (for readiness checks).
+    ///
+    /// # Errors
+    /// When it can't be read.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        match self {
+            Store::Embedded(s) => s.ping().await,
+            Store::Postgres(s) => s.ping().await,
+        }
+    }
+
     /// Approved retry-mode requests of `identity` for the statement with `fingerprint`.
     ///
     /// # Errors

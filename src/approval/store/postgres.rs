@@ -157,6 +157,12 @@ impl Postgres {
         Ok(result)
     }
 
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        let client = self.pool.get().await.map_err(pg)?;
+        client.simple_query("SELECT 1").await.map_err(pg)?;
+        Ok(())
+    }
+
     pub(super) async fn grant_candidates(
         &self,
         identity: &str,
