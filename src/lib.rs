@@ -25,6 +25,7 @@ pub mod config;
 pub mod keyfile;
 pub mod localpg;
 pub mod mask;
+pub mod metrics;
 pub mod net;
 pub mod policy;
 pub mod proto;

@@ -41,6 +41,9 @@ pub enum Error {
     /// The audit log can't be opened.
     #[error(transparent)]
     Audit(#[from] crate::audit::Error),
+    /// The metrics can't be set up.
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
     /// The approval store can't be opened.
     #[error(transparent)]
     Approvals(#[from] crate::approval::StoreError),
@@ -102,6 +105,8 @@ impl Server {
         if let Some(log) = &audit {
             record_approval_events(&approvals, log.clone());
         }
+        let metrics = Arc::new(crate::metrics::Metrics::new()?);
+        count_approval_events(&approvals, Arc::clone(&metrics));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -129,6 +134,7 @@ impl Server {
             refusal_token: session::refusal_token(),
             approvals,
             audit,
+            metrics,
         });
         Ok(Server {
             listener,
@@ -286,6 +292,36 @@ fn record_approval_events(approvals: &Arc<Approvals>, log: crate::audit::AuditLo
                 reason: e.reason,
                 time: std::time::UNIX_EPOCH + Duration::from_millis(e.at),
             })));
+        }
+    });
+}
+
+/// Counts approval events, and how long closed requests waited, until the service is dropped.
+fn count_approval_events(approvals: &Arc<Approvals>, metrics: Arc<crate::metrics::Metrics>) {
+    use crate::approval::EventKind;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = approvals.subscribe();
+    tokio::spawn(async move {
+        loop {
+            let e = match events.recv().await {
+                Ok(e) => e,
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return,
+            };
+            let name = serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            metrics.approval_events.with_label_values(&[&name]).inc();
+            let r = &e.request.request;
+            if !matches!(e.kind, EventKind::Created | EventKind::GrantUsed)
+                && let Some(closed) = r.closed_at()
+            {
+                let waited = closed
+                    .as_unix_millis()
+                    .saturating_sub(r.created_at().as_unix_millis());
+                metrics.approval_closed(Duration::from_millis(waited));
+            }
         }
     });
 }

@@ -139,17 +139,18 @@ impl Api {
         let path = req.uri().path().to_owned();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let method = req.method().clone();
-        if segments == ["health"] || segments == ["healthz"] || segments == ["readyz"] {
+        // Open to probes and scrapers: they say how pgward is, not what its data is.
+        if let ["health" | "healthz" | "readyz" | "metrics"] = segments.as_slice() {
             if method != Method::GET {
                 return Err(Error::MethodNotAllowed {
                     method,
                     allow: "GET",
                 });
             }
-            return Ok(if segments == ["readyz"] {
-                self.readiness().await
-            } else {
-                json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+            return Ok(match segments[0] {
+                "readyz" => self.readiness().await,
+                "metrics" => metrics_text(&self.shared.metrics.render()),
+                _ => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             });
         }
         if segments.first() != Some(&"v1") {
@@ -446,6 +447,16 @@ fn parse_body<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, Error> {
 }
 
 /// A JSON answer. Approval data names people and statements, so nothing may cache it.
+/// The Prometheus text exposition.
+fn metrics_text(text: &str) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(text.to_owned())));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    response
+}
+
 fn json<T: serde::Serialize>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     // Views hold only strings, numbers and lists: serializing them can't fail.
     let body = serde_json::to_vec(value).unwrap_or_default();

@@ -98,6 +98,8 @@ pub struct ClientStage {
     holds: Holds,
     /// The audit log, when it is on.
     audit: Option<StatementLog>,
+    /// Counts decided statements.
+    metrics: Option<Arc<crate::metrics::Metrics>>,
 }
 
 /// The client half's audit state (see `recorder`).
@@ -282,6 +284,7 @@ impl ClientStage {
         recorder: Option<Recorder>,
     ) -> Self {
         ClientStage {
+            metrics: None,
             holds,
             audit: recorder.map(|recorder| StatementLog {
                 recorder,
@@ -301,6 +304,11 @@ impl ClientStage {
             missing_tables: Vec::new(),
             lookup_failed: None,
         }
+    }
+
+    /// Counts decided statements in `metrics`.
+    pub fn count_with(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        self.metrics = Some(metrics);
     }
 
     /// Looks up the relations a [`Verdict::Lookup`] needs.
@@ -726,7 +734,17 @@ impl ClientStage {
         entry: Entry<'_>,
         refused: Option<Denial>,
     ) -> Result<(Option<Audited>, Option<Denial>), Verdict> {
-        match self.record_statement(entry, refused.as_ref()) {
+        let counted = (entry.profile.class, entry.decision);
+        let recording = self.record_statement(entry, refused.as_ref());
+        if let (Some(m), false) = (&self.metrics, matches!(recording, Recording::Wait)) {
+            let decided = match counted.1 {
+                "allow" => crate::metrics::Decided::Allow,
+                "approve" => crate::metrics::Decided::Approve,
+                _ => crate::metrics::Decided::Deny,
+            };
+            m.statement(counted.0, decided);
+        }
+        match recording {
             Recording::Off => Ok((None, refused)),
             Recording::Wait => Err(Verdict::Hold),
             Recording::Failed(d) => Ok((None, Some(d))),

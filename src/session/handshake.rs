@@ -53,6 +53,7 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
     let span = info_span!("session", id, %peer);
     async move {
         let _ = tcp.set_nodelay(true);
+        shared.metrics.connections.inc();
         let deadline = shared.config.startup_timeout;
         // On timeout the half-done handshake is dropped and the socket closes, as PostgreSQL
         // does when authentication_timeout passes.
@@ -62,6 +63,11 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
             }
             Ok(Outcome::Refused(mut stream, refusal)) => {
                 info!(code = refusal.code.code(), reason = %refusal.message, "Connection refused");
+                shared
+                    .metrics
+                    .refused
+                    .with_label_values(&[refusal.code.code()])
+                    .inc();
                 let mut err = BytesMut::new();
                 refusal.write(&mut err);
                 let _ = stream.write_all(&err).await;
@@ -463,7 +469,7 @@ impl Established {
             registration.signal(),
             Arc::clone(&refusals),
         );
-        let client_stage = ClientStage::new(
+        let mut client_stage = ClientStage::new(
             tracker,
             rules,
             &database,
@@ -477,7 +483,9 @@ impl Established {
         if let Some(r) = &recorder {
             masker.record_with(r.clone());
         }
+        client_stage.count_with(Arc::clone(&shared.metrics));
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
+        shared.metrics.sessions_open.inc();
         let end = super::relay::run(
             client,
             upstream.stream,
@@ -485,8 +493,10 @@ impl Established {
             shared.config.max_message_bytes,
             client_stage,
             server_stage,
+            Some(&shared.metrics),
         )
         .await;
+        shared.metrics.sessions_open.dec();
         drop(registration);
         if let Some(r) = &recorder {
             r.record_detached(Record::SessionEnd(SessionEnd {

@@ -77,6 +77,8 @@ pub struct Shared {
     pub approvals: Arc<crate::approval::Approvals>,
     /// The audit log, when it is on.
     pub audit: Option<crate::audit::AuditLog>,
+    /// Prometheus metrics.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl std::fmt::Debug for Shared {

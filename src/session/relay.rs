@@ -78,6 +78,8 @@ pub struct Pump {
     stage: Stage,
     /// Where a stage writes a replacement frame; reused.
     scratch: BytesMut,
+    /// Counts the bytes read from the source, when metrics are kept.
+    bytes: Option<prometheus::IntCounter>,
     /// The outgoing bytes of a walk that replaced a frame: the frames passed around it are
     /// copied here too, so a result with a masked column in every row still leaves in one write
     /// per read instead of one per row. Empty (and unused) when nothing is replaced.
@@ -156,7 +158,13 @@ impl Pump {
             stage,
             scratch: BytesMut::new(),
             out: BytesMut::new(),
+            bytes: None,
         }
+    }
+
+    /// Counts the bytes read from the source in `counter`.
+    pub fn count_bytes(&mut self, counter: prometheus::IntCounter) {
+        self.bytes = Some(counter);
     }
 
     /// Whether a write was interrupted mid-way: the sink may hold part of a frame.
@@ -269,7 +277,11 @@ impl Pump {
                     };
                 }
                 Ok(0) => return End::ReadFailed(io::ErrorKind::UnexpectedEof.into()),
-                Ok(_) => {}
+                Ok(n) => {
+                    if let Some(c) = &self.bytes {
+                        c.inc_by(n as u64);
+                    }
+                }
                 Err(e) => return End::ReadFailed(e),
             }
         }
@@ -451,6 +463,7 @@ pub async fn run(
     limit: usize,
     client_stage: ClientStage,
     server_stage: ServerStage,
+    metrics: Option<&crate::metrics::Metrics>,
 ) -> End {
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
@@ -468,6 +481,10 @@ pub async fn run(
         limit,
         Stage::Server(Box::new(server_stage)),
     );
+    if let Some(m) = metrics {
+        c2s.count_bytes(m.bytes_from_clients.clone());
+        s2c.count_bytes(m.bytes_to_clients.clone());
+    }
     let (direction, end) = tokio::select! {
         end = c2s.run() => (Direction::ClientToServer, end),
         end = s2c.run() => (Direction::ServerToClient, end),

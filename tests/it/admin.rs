@@ -671,3 +671,58 @@ async fn readiness_names_what_fails() {
     let (status, _) = call(&h, reqwest::Method::GET, "/healthz", None, None).await;
     assert_eq!(status, StatusCode::OK);
 }
+
+/// The value of the sample `name` (with its labels, as rendered) in `/metrics`, or 0.
+async fn metric(h: &Running, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", h.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn metrics_count_connections_statements_and_refusals() {
+    let h = Harness::new().admin().rules(RULES).start().await;
+    let reads = "pgward_statements_total{class=\"read\",decision=\"allow\"}";
+    let denied = "pgward_statements_total{class=\"write\",decision=\"deny\"}";
+    assert_eq!(metric(&h, "pgward_sessions_open").await, 0.0);
+    // ann has no identity in this harness: refused like a wrong password.
+    let c = h.client_as("ann", "pw").await;
+    assert!(c.is_err());
+    assert_eq!(
+        metric(
+            &h,
+            "pgward_client_connections_refused_total{sqlstate=\"28P01\"}"
+        )
+        .await,
+        1.0
+    );
+    // alice is a dba by the identities file; no rule here lets a dba write.
+    let alice = h.client().await;
+    crate::assert_eventually!(
+        metric(&h, "pgward_sessions_open").await == 1.0,
+        "the session counted"
+    );
+    let before = metric(&h, denied).await;
+    let e = alice
+        .batch_execute("DELETE FROM nothing")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code().unwrap().code(), "42501");
+    assert_eq!(metric(&h, denied).await, before + 1.0);
+    assert_eq!(metric(&h, reads).await, 0.0);
+    assert!(metric(&h, "pgward_client_connections_total").await >= 2.0);
+    assert!(metric(&h, "pgward_server_bytes_total").await > 0.0);
+    drop(alice);
+    crate::assert_eventually!(
+        metric(&h, "pgward_sessions_open").await == 0.0,
+        "the session closed"
+    );
+}

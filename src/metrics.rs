@@ -1,0 +1,175 @@
+//! Prometheus metrics, served by the admin API at `/metrics`.
+//!
+//! Counters on the data path are resolved once (one [`IntCounter`] per class and decision), so
+//! counting a statement is one atomic add, with no label lookup and no allocation.
+
+use std::time::Duration;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::sql::StatementClass;
+
+/// Decisions as metrics name them, in [`Metrics::statement`]'s index order.
+const DECISIONS: [&str; 3] = ["allow", "deny", "approve"];
+
+/// pgward's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Client connections accepted.
+    pub connections: IntCounter,
+    /// Sessions relaying now.
+    pub sessions_open: IntGauge,
+    /// Connections refused before relaying, by SQLSTATE.
+    pub refused: IntCounterVec,
+    /// `statements[class][decision]`.
+    statements: Vec<[IntCounter; 3]>,
+    /// Approval events by kind.
+    pub approval_events: IntCounterVec,
+    /// Time from an approval request to its decision, expiry or withdrawal.
+    pub approval_wait: Histogram,
+    /// Bytes relayed, client to server.
+    pub bytes_from_clients: IntCounter,
+    /// Bytes relayed, server to client.
+    pub bytes_to_clients: IntCounter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The statement's decision, for [`Metrics::statement`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decided {
+    /// Allowed.
+    Allow,
+    /// Refused.
+    Deny,
+    /// Held or refused for approval.
+    Approve,
+}
+
+// === impl Metrics ===
+
+impl Metrics {
+    /// Every metric, registered.
+    ///
+    /// # Errors
+    /// Only if two metrics here shared a name or had a bad one, which a unit test rules out.
+    pub fn new() -> Result<Self, prometheus::Error> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> Result<IntCounter, prometheus::Error> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let vec =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntCounterVec, prometheus::Error> {
+                let v = IntCounterVec::new(Opts::new(name, help), labels)?;
+                registry.register(Box::new(v.clone()))?;
+                Ok(v)
+            };
+        let connections = counter(
+            "pgward_client_connections_total",
+            "Client connections accepted",
+        )?;
+        let bytes_from_clients = counter(
+            "pgward_client_bytes_total",
+            "Bytes relayed from clients to the server",
+        )?;
+        let bytes_to_clients = counter(
+            "pgward_server_bytes_total",
+            "Bytes relayed from the server to clients",
+        )?;
+        let sessions_open = IntGauge::new("pgward_sessions_open", "Sessions relaying now")?;
+        registry.register(Box::new(sessions_open.clone()))?;
+        let refused = vec(
+            "pgward_client_connections_refused_total",
+            "Connections refused before relaying, by SQLSTATE",
+            &["sqlstate"],
+        )?;
+        let statements_vec = vec(
+            "pgward_statements_total",
+            "Statements decided, by class and decision",
+            &["class", "decision"],
+        )?;
+        let statements = StatementClass::ALL
+            .iter()
+            .map(|c| DECISIONS.map(|d| statements_vec.with_label_values(&[c.as_str(), d])))
+            .collect();
+        let approval_events = vec(
+            "pgward_approval_events_total",
+            "Approval request events (created, approved, rejected, expired, withdrawn, grant_used)",
+            &["event"],
+        )?;
+        let approval_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "pgward_approval_wait_seconds",
+                "Time from an approval request to its decision, expiry or withdrawal",
+            )
+            .buckets(vec![
+                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14_400.0, 86_400.0,
+            ]),
+        )?;
+        registry.register(Box::new(approval_wait.clone()))?;
+        Ok(Metrics {
+            registry,
+            connections,
+            sessions_open,
+            refused,
+            statements,
+            approval_events,
+            approval_wait,
+            bytes_from_clients,
+            bytes_to_clients,
+        })
+    }
+
+    /// Counts one decided statement.
+    #[inline]
+    pub fn statement(&self, class: StatementClass, decided: Decided) {
+        let i = StatementClass::ALL
+            .iter()
+            .position(|c| *c == class)
+            .unwrap_or(0);
+        if let Some(row) = self.statements.get(i) {
+            row[decided as usize].inc();
+        }
+    }
+
+    /// Records how long a request waited before it closed.
+    pub fn approval_closed(&self, waited: Duration) {
+        self.approval_wait.observe(waited.as_secs_f64());
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        // Encoding into a Vec can't fail for the text format.
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
+        String::from_utf8(out).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_metric_registers_and_renders() {
+        let m = Metrics::new().unwrap();
+        m.statement(StatementClass::Write, Decided::Approve);
+        m.refused.with_label_values(&["28P01"]).inc();
+        let text = m.render();
+        assert!(
+            text.contains("pgward_statements_total{class=\"write\",decision=\"approve\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("pgward_client_connections_refused_total{sqlstate=\"28P01\"} 1"));
+        assert!(text.contains("pgward_approval_wait_seconds_bucket"));
+    }
+}
