@@ -13,9 +13,12 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
     super::runtime()?.block_on(async {
         let server = Server::bind(config).await.context("starting pgward")?;
         let shared = server.shared();
+        let mut terminate =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             () = server.run() => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("Interrupted; stopping"),
+            _ = terminate.recv() => tracing::info!("SIGTERM; stopping"),
         }
         // What is queued is written and the last file's head signed.
         if let Some(log) = shared.audit.clone()

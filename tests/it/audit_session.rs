@@ -319,3 +319,43 @@ async fn strict_mode_records_every_insert_before_it_runs_even_when_killed() {
     }
     assert!(report.records as usize >= in_db.len(), "{report:?}");
 }
+
+#[tokio::test]
+async fn sigterm_stops_pgward_with_its_audit_log_closed() {
+    let database = pg::fresh_database().await;
+    let dir = tempfile::tempdir().unwrap();
+    let port = process::free_port();
+    process::write_config(dir.path(), port, &[("alice", "alice-pw")], RULES, "");
+    let mut pgward = process::serve(dir.path(), port).await;
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user=alice password=alice-pw dbname={database} sslmode=disable"
+    );
+    let (c, conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c.batch_execute("SELECT 1").await.unwrap();
+    let pid = pgward.id().expect("running").to_string();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let status = tokio::time::timeout(Duration::from_secs(10), pgward.wait())
+        .await
+        .expect("pgward stops on SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    // The queued records were written and the file closed: the SELECT is there, and the log
+    // verifies without a note about a file left open.
+    let audit_dir = dir.path().join("data/audit");
+    assert!(
+        records(&audit_dir)
+            .iter()
+            .any(|r| matches!(r, Record::Statement(s) if s.text == "SELECT 1"))
+    );
+    let report = verify(&audit_dir, None).unwrap();
+    assert!(report.first_break.is_none(), "{report:?}");
+    assert!(
+        report.notes.iter().all(|n| !n.contains("is open")),
+        "{report:?}"
+    );
+}
