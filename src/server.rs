@@ -135,6 +135,7 @@ impl Server {
             approvals,
             audit,
             metrics,
+            shutdown: tokio::sync::watch::Sender::new(false),
         });
         Ok(Server {
             listener,

@@ -15,10 +15,26 @@ pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
         let shared = server.shared();
         let mut terminate =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        // The first signal stops accepting (the listener closes with `run`) and asks sessions
+        // to end once idle; running statements get `shutdown_timeout`; a second signal stops now.
         tokio::select! {
             () = server.run() => {}
-            _ = tokio::signal::ctrl_c() => tracing::info!("Interrupted; stopping"),
-            _ = terminate.recv() => tracing::info!("SIGTERM; stopping"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("Interrupted; draining sessions"),
+            _ = terminate.recv() => tracing::info!("SIGTERM; draining sessions"),
+        }
+        shared.shutdown.send_replace(true);
+        let drained = async {
+            while shared.metrics.sessions_open.get() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        };
+        tokio::select! {
+            () = drained => tracing::info!("Sessions drained"),
+            () = tokio::time::sleep(shared.config.shutdown_timeout) => {
+                tracing::warn!("Shutdown timeout: ending the remaining sessions");
+            }
+            _ = tokio::signal::ctrl_c() => tracing::warn!("Second signal: stopping now"),
+            _ = terminate.recv() => tracing::warn!("Second SIGTERM: stopping now"),
         }
         // What is queued is written and the last file's head signed.
         if let Some(log) = shared.audit.clone()

@@ -39,6 +39,8 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Deadline for a client to finish TLS, startup and authentication.
     pub startup_timeout: Duration,
+    /// On SIGTERM, how long running statements may take to finish.
+    pub shutdown_timeout: Duration,
     /// Where approval requests are kept.
     pub approvals: Approvals,
     /// The admin HTTP API, when enabled.
@@ -397,6 +399,7 @@ impl Config {
             mask_key_file: raw.mask_key_file.as_ref().map(path),
             max_message_bytes,
             startup_timeout: at.duration(raw.startup_timeout.as_ref(), "startup_timeout", 60)?,
+            shutdown_timeout: at.duration(raw.shutdown_timeout.as_ref(), "shutdown_timeout", 30)?,
             audit,
         })
     }

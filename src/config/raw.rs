@@ -24,6 +24,8 @@ pub struct RawConfig {
     pub max_message_bytes: Option<Spanned<u64>>,
     /// How long a client may take from connecting to finishing authentication, e.g. `"30s"`.
     pub startup_timeout: Option<Spanned<String>>,
+    /// On SIGTERM, how long running statements may take to finish, e.g. `"30s"`.
+    pub shutdown_timeout: Option<Spanned<String>>,
     /// Client-facing TLS.
     pub tls: Option<RawTls>,
     /// The PostgreSQL server pgward protects.

@@ -425,6 +425,7 @@ impl Established {
             refusals.mark_lexer_unsafe();
         }
         let pipeline = Arc::new(Pipeline::default());
+        let shutdown_pipeline = Arc::clone(&pipeline);
         let recorder = shared.audit.as_ref().map(|log| {
             let strict = shared
                 .config
@@ -493,7 +494,11 @@ impl Established {
             shared.config.max_message_bytes,
             client_stage,
             server_stage,
-            Some(&shared.metrics),
+            Some(super::relay::Oversight {
+                metrics: &shared.metrics,
+                shutdown: shared.shutdown.subscribe(),
+                pipeline: shutdown_pipeline,
+            }),
         )
         .await;
         shared.metrics.sessions_open.dec();

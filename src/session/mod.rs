@@ -79,6 +79,8 @@ pub struct Shared {
     pub audit: Option<crate::audit::AuditLog>,
     /// Prometheus metrics.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Set to `true` when pgward is shutting down: sessions end once idle.
+    pub shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 impl std::fmt::Debug for Shared {

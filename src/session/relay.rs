@@ -15,8 +15,11 @@ use std::io;
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 
+use std::sync::Arc;
+
 use super::Refusal;
 use super::enforce::{ClientStage, ServerStage, Verdict};
+use super::results::Pipeline;
 use crate::net::{ReadHalf, Stream, WriteHalf};
 use crate::proto::SqlState;
 use crate::proto::{self, Frames, tag};
@@ -59,6 +62,8 @@ pub enum End {
     Malformed(proto::Error),
     /// A result could not be masked: the session ends rather than pass it on.
     Unmaskable(String),
+    /// pgward is shutting down and the session was idle.
+    Shutdown,
 }
 
 /// One direction of a session.
@@ -131,6 +136,7 @@ impl std::fmt::Display for End {
             End::WriteFailed(e) => write!(f, "write failed: {e}"),
             End::Malformed(e) => write!(f, "{e}"),
             End::Unmaskable(e) => write!(f, "{e}"),
+            End::Shutdown => f.write_str("pgward shut down"),
         }
     }
 }
@@ -454,6 +460,35 @@ impl Pump {
     }
 }
 
+/// What the server watches a session with: its counters, and the shutdown signal with the
+/// session's pipeline (to end it between statements).
+pub struct Oversight<'a> {
+    /// Byte counters.
+    pub metrics: &'a crate::metrics::Metrics,
+    /// `true` once pgward is shutting down.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Empty when every message sent has been answered.
+    pub pipeline: Arc<Pipeline>,
+}
+
+/// Resolves once shutdown was asked for and the session is between statements (every message
+/// answered); never without `shutdown`. Sleeps until shutdown, then checks a few times a second.
+async fn idle_after_shutdown(
+    shutdown: Option<(tokio::sync::watch::Receiver<bool>, Arc<Pipeline>)>,
+) {
+    let Some((mut requested, pipeline)) = shutdown else {
+        return std::future::pending().await;
+    };
+    while !*requested.borrow_and_update() {
+        if requested.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+    while !pipeline.is_idle() {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 /// Relays between an authenticated client and its server connection until either side ends,
 /// then tells the client why, if it is still there and the reason is not its own doing.
 pub async fn run(
@@ -463,8 +498,12 @@ pub async fn run(
     limit: usize,
     client_stage: ClientStage,
     server_stage: ServerStage,
-    metrics: Option<&crate::metrics::Metrics>,
+    oversight: Option<Oversight<'_>>,
 ) -> End {
+    let (metrics, shutdown) = match oversight {
+        Some(o) => (Some(o.metrics), Some((o.shutdown, o.pipeline))),
+        None => (None, None),
+    };
     let (client_r, client_w) = client.into_split();
     let (server_r, server_w) = server.into_split();
     let mut c2s = Pump::new(
@@ -488,6 +527,7 @@ pub async fn run(
     let (direction, end) = tokio::select! {
         end = c2s.run() => (Direction::ClientToServer, end),
         end = s2c.run() => (Direction::ServerToClient, end),
+        () = idle_after_shutdown(shutdown) => (Direction::ClientToServer, End::Shutdown),
     };
     let refusal = match (direction, &end) {
         (Direction::ClientToServer, End::Malformed(e)) => Some(Refusal::from(e.clone())),
@@ -502,6 +542,19 @@ pub async fn run(
             SqlState::CONNECTION_FAILURE,
             format!("upstream protocol error: {e}"),
         )),
+        (_, End::Shutdown) => {
+            // The server session ends too, as it would on the client's Terminate.
+            if !c2s.mid_write() {
+                let _ = c2s.send(&[b'X', 0, 0, 0, 4]).await;
+            }
+            Some(
+                Refusal::new(
+                    SqlState::ADMIN_SHUTDOWN,
+                    "terminating connection due to administrator command",
+                )
+                .hint("pgward is shutting down; reconnect to another instance or retry shortly"),
+            )
+        }
         (Direction::ServerToClient, End::Unmaskable(e)) => Some(
             Refusal::new(SqlState::PROTOCOL_VIOLATION, e.clone())
                 .hint("The session was closed so that no unmasked value reached the client."),

@@ -187,6 +187,11 @@ pub struct Unmaskable(#[from] mask::Error);
 // === impl Pipeline ===
 
 impl Pipeline {
+    /// Whether every message sent has been answered: the session is between statements.
+    pub fn is_idle(&self) -> bool {
+        self.lock().is_empty()
+    }
+
     /// A queue with room for `n` answers before it grows.
     pub fn with_capacity(n: usize) -> Self {
         Pipeline {

@@ -321,7 +321,7 @@ async fn strict_mode_records_every_insert_before_it_runs_even_when_killed() {
 }
 
 #[tokio::test]
-async fn sigterm_stops_pgward_with_its_audit_log_closed() {
+async fn sigterm_drains_sessions_and_closes_the_audit_log() {
     let database = pg::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let port = process::free_port();
@@ -330,28 +330,45 @@ async fn sigterm_stops_pgward_with_its_audit_log_closed() {
     let conninfo = format!(
         "host=127.0.0.1 port={port} user=alice password=alice-pw dbname={database} sslmode=disable"
     );
-    let (c, conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    c.batch_execute("SELECT 1").await.unwrap();
+    // An idle session, and one whose statement is running when the signal comes.
+    let (idle, idle_conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+    let idle_conn = tokio::spawn(idle_conn);
+    idle.batch_execute("SELECT 1").await.unwrap();
+    let (busy, busy_conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
+    tokio::spawn(busy_conn);
+    let running = tokio::spawn(async move { busy.batch_execute("SELECT pg_sleep(1.5)").await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
     let pid = pgward.id().expect("running").to_string();
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .unwrap();
     assert!(killed.success());
+    // The idle session is told why it ends, as PostgreSQL's own shutdown does.
+    let ended = tokio::time::timeout(Duration::from_secs(10), idle_conn)
+        .await
+        .expect("the idle session ends")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(ended.code().map(|c| c.code()), Some("57P01"), "{ended:?}");
+    // New clients are not accepted any more.
+    assert!(tokio_postgres::connect(&conninfo, NoTls).await.is_err());
+    // The running statement finishes.
+    running
+        .await
+        .unwrap()
+        .expect("the running statement completes");
     let status = tokio::time::timeout(Duration::from_secs(10), pgward.wait())
         .await
-        .expect("pgward stops on SIGTERM")
+        .expect("pgward stops once drained")
         .unwrap();
     assert!(status.success(), "{status:?}");
-    // The queued records were written and the file closed: the SELECT is there, and the log
-    // verifies without a note about a file left open.
+    // The queued records were written and the file closed: the statements are there, and the
+    // log verifies without a note about a file left open.
     let audit_dir = dir.path().join("data/audit");
-    assert!(
-        records(&audit_dir)
-            .iter()
-            .any(|r| matches!(r, Record::Statement(s) if s.text == "SELECT 1"))
-    );
+    let rs = records(&audit_dir);
+    assert!(rs.iter().any(|r| matches!(r, Record::Outcome(o) if o.command_tag.as_deref() == Some("SELECT 1") && o.sqlstate.is_none())));
     let report = verify(&audit_dir, None).unwrap();
     assert!(report.first_break.is_none(), "{report:?}");
     assert!(
