@@ -187,6 +187,13 @@ impl Pump {
         self.sink.flush().await
     }
 
+    /// Withdraws the approval request of a statement this (client) pump was holding, if any.
+    pub async fn abandon_hold(&mut self) {
+        if let Stage::Client(stage) = &mut self.stage {
+            stage.abandon_hold().await;
+        }
+    }
+
     /// Shuts the sink down (sends FIN / TLS close_notify).
     pub async fn shutdown(&mut self) {
         let _ = self.sink.shutdown().await;
@@ -543,6 +550,8 @@ pub async fn run(
             format!("upstream protocol error: {e}"),
         )),
         (_, End::Shutdown) => {
+            // A statement held for approval will not run now: its request is withdrawn.
+            c2s.abandon_hold().await;
             // The server session ends too, as it would on the client's Terminate.
             if !c2s.mid_write() {
                 let _ = c2s.send(&[b'X', 0, 0, 0, 4]).await;

@@ -325,11 +325,31 @@ async fn sigterm_drains_sessions_and_closes_the_audit_log() {
     let database = pg::fresh_database().await;
     let dir = tempfile::tempdir().unwrap();
     let port = process::free_port();
-    process::write_config(dir.path(), port, &[("alice", "alice-pw")], RULES, "");
+    pg::direct(&database)
+        .await
+        .batch_execute("CREATE TABLE orders (id int, note text)")
+        .await
+        .unwrap();
+    process::write_config(
+        dir.path(),
+        port,
+        &[("alice", "alice-pw"), ("dave", "dave-pw")],
+        RULES,
+        "",
+    );
     let mut pgward = process::serve(dir.path(), port).await;
     let conninfo = format!(
         "host=127.0.0.1 port={port} user=alice password=alice-pw dbname={database} sslmode=disable"
     );
+    // A session whose write is held for approval.
+    let (dave, dave_conn) = tokio_postgres::connect(
+        &conninfo.replace("user=alice password=alice-pw", "user=dave password=dave-pw"),
+        NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(dave_conn);
+    let held = tokio::spawn(async move { dave.batch_execute("DELETE FROM orders").await });
     // An idle session, and one whose statement is running when the signal comes.
     let (idle, idle_conn) = tokio_postgres::connect(&conninfo, NoTls).await.unwrap();
     let idle_conn = tokio::spawn(idle_conn);
@@ -364,6 +384,19 @@ async fn sigterm_drains_sessions_and_closes_the_audit_log() {
         .expect("pgward stops once drained")
         .unwrap();
     assert!(status.success(), "{status:?}");
+    // The held statement did not run, and its request was withdrawn.
+    assert!(held.await.unwrap().is_err());
+    let store =
+        pgward::approval::store::Embedded::open(&dir.path().join("data/approvals.redb")).unwrap();
+    let requests = pgward::approval::Approvals::new(pgward::approval::Store::Embedded(store), None)
+        .list(false)
+        .await
+        .unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].request.state(),
+        &pgward::approval::State::Withdrawn
+    );
     // The queued records were written and the file closed: the statements are there, and the
     // log verifies without a note about a file left open.
     let audit_dir = dir.path().join("data/audit");
