@@ -309,14 +309,16 @@ impl Api {
     fn view_for(&self, viewer: &Party, t: &Ticket) -> RequestView {
         let mut view = RequestView::from(t);
         let rules = self.shared.rules.current();
-        let masked = rules.masks().iter().any(|m| {
-            m.applies_to(&viewer.roles)
-                && t.statement.tables.iter().any(|table| {
-                    let (schema, name) = table.split_once('.').unwrap_or(("public", table));
-                    m.may_match_table(&crate::sql::TableName::new(schema, name))
-                })
-        });
-        if masked {
+        let tables: Vec<crate::sql::TableName> = t
+            .statement
+            .tables
+            .iter()
+            .map(|table| {
+                let (schema, name) = table.split_once('.').unwrap_or(("public", table));
+                crate::sql::TableName::new(schema, name)
+            })
+            .collect();
+        if rules.masks_on(&viewer.roles, &tables).next().is_some() {
             for p in view.statement.params.iter_mut().flatten() {
                 *p = MASKED_PARAMETER.to_owned();
             }

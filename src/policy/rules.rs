@@ -883,6 +883,17 @@ impl RuleSet {
         &self.masks
     }
 
+    /// The masks that apply to `roles` and may match a column of one of `tables`, in file order.
+    pub fn masks_on<'a>(
+        &'a self,
+        roles: &'a [String],
+        tables: &'a [crate::sql::TableName],
+    ) -> impl Iterator<Item = &'a MaskRule> + 'a {
+        self.masks
+            .iter()
+            .filter(move |m| m.applies_to(roles) && tables.iter().any(|t| m.may_match_table(t)))
+    }
+
     /// The content detectors, in file order, for the masking module.
     pub fn detectors(&self) -> &[DetectorRule] {
         &self.detectors

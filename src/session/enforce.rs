@@ -823,17 +823,12 @@ impl ClientStage {
         if !current.masked {
             return Vec::new();
         }
-        let mut out = Vec::new();
-        for m in current.rules.masks() {
-            if m.applies_to(&current.roles) {
-                for t in profile.tables_read.iter().chain(&profile.tables_written) {
-                    if m.may_match_table(t) {
-                        out.extend(m.columns().map(str::to_owned));
-                        break;
-                    }
-                }
-            }
-        }
+        let tables = touched(profile);
+        let mut out: Vec<String> = current
+            .rules
+            .masks_on(&current.roles, &tables)
+            .flat_map(|m| m.columns().map(str::to_owned))
+            .collect();
         out.sort();
         out.dedup();
         out
@@ -851,15 +846,13 @@ impl ClientStage {
         if !current.masked {
             return params;
         }
-        let masked = current.rules.masks().iter().any(|m| {
-            m.applies_to(&current.roles)
-                && profile
-                    .tables_read
-                    .iter()
-                    .chain(&profile.tables_written)
-                    .any(|t| m.may_match_table(t))
-        });
-        if !masked {
+        let tables = touched(profile);
+        if current
+            .rules
+            .masks_on(&current.roles, &tables)
+            .next()
+            .is_none()
+        {
             return params;
         }
         params
@@ -1208,6 +1201,16 @@ fn unreadable() -> StatementProfile {
 }
 
 /// A simple Query whose text fails to parse.
+/// The tables a statement reads or writes.
+fn touched(profile: &StatementProfile) -> Vec<TableName> {
+    profile
+        .tables_read
+        .iter()
+        .chain(&profile.tables_written)
+        .cloned()
+        .collect()
+}
+
 /// The refusal of a statement the audit log could not record.
 fn unrecorded(e: &crate::audit::Error) -> Denial {
     use crate::proto::ToErrorResponse;
