@@ -102,11 +102,8 @@ impl Server {
             },
             None => None,
         };
-        if let Some(log) = &audit {
-            record_approval_events(&approvals, log.clone());
-        }
         let metrics = Arc::new(crate::metrics::Metrics::new()?);
-        count_approval_events(&approvals, Arc::clone(&metrics));
+        follow_approval_events(&approvals, audit.clone(), Arc::clone(&metrics));
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| Error::Bind {
@@ -251,9 +248,14 @@ async fn approvals(
     })
 }
 
-/// Records every approval event this process sees (requests its sessions make, decisions its
-/// admin API takes, expiries and withdrawals) in the audit log, until the service is dropped.
-fn record_approval_events(approvals: &Arc<Approvals>, log: crate::audit::AuditLog) {
+/// Follows every approval event this process sees (requests its sessions make, decisions its
+/// admin API takes, expiries and withdrawals) until the service is dropped: each is counted, and
+/// recorded in the audit log when there is one.
+fn follow_approval_events(
+    approvals: &Arc<Approvals>,
+    log: Option<crate::audit::AuditLog>,
+    metrics: Arc<crate::metrics::Metrics>,
+) {
     use crate::approval::EventKind;
     use crate::audit::{ApprovalEvent, ApprovalEventKind, Record};
     use tokio::sync::broadcast::error::RecvError;
@@ -263,10 +265,26 @@ fn record_approval_events(approvals: &Arc<Approvals>, log: crate::audit::AuditLo
             let e = match events.recv().await {
                 Ok(e) => e,
                 Err(RecvError::Lagged(n)) => {
-                    tracing::error!(missed = n, "Audit log fell behind the approval events");
+                    tracing::error!(missed = n, "Fell behind the approval events");
                     continue;
                 }
                 Err(RecvError::Closed) => return,
+            };
+            metrics
+                .approval_events
+                .with_label_values(&[e.kind.as_str()])
+                .inc();
+            let r = &e.request.request;
+            if !matches!(e.kind, EventKind::Created | EventKind::GrantUsed)
+                && let Some(closed) = r.closed_at()
+            {
+                let waited = closed
+                    .as_unix_millis()
+                    .saturating_sub(r.created_at().as_unix_millis());
+                metrics.approval_closed(Duration::from_millis(waited));
+            }
+            let Some(log) = &log else {
+                continue;
             };
             let event = match e.kind {
                 EventKind::Created => ApprovalEventKind::Created,
@@ -285,44 +303,14 @@ fn record_approval_events(approvals: &Arc<Approvals>, log: crate::audit::AuditLo
                 .next()
                 .and_then(|n| n.parse().ok());
             // Not awaited: the writer keeps the order, and a failed log shows on statements.
-            drop(log.record(Record::Approval(ApprovalEvent {
-                request: e.request.request.id().to_string(),
+            log.record_detached(Record::Approval(ApprovalEvent {
+                request: r.id().to_string(),
                 event,
                 session,
                 actor: e.actor.unwrap_or_else(|| "pgward".to_owned()),
                 reason: e.reason,
                 time: std::time::UNIX_EPOCH + Duration::from_millis(e.at),
-            })));
-        }
-    });
-}
-
-/// Counts approval events, and how long closed requests waited, until the service is dropped.
-fn count_approval_events(approvals: &Arc<Approvals>, metrics: Arc<crate::metrics::Metrics>) {
-    use crate::approval::EventKind;
-    use tokio::sync::broadcast::error::RecvError;
-    let mut events = approvals.subscribe();
-    tokio::spawn(async move {
-        loop {
-            let e = match events.recv().await {
-                Ok(e) => e,
-                Err(RecvError::Lagged(_)) => continue,
-                Err(RecvError::Closed) => return,
-            };
-            let name = serde_json::to_value(e.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default();
-            metrics.approval_events.with_label_values(&[&name]).inc();
-            let r = &e.request.request;
-            if !matches!(e.kind, EventKind::Created | EventKind::GrantUsed)
-                && let Some(closed) = r.closed_at()
-            {
-                let waited = closed
-                    .as_unix_millis()
-                    .saturating_sub(r.created_at().as_unix_millis());
-                metrics.approval_closed(Duration::from_millis(waited));
-            }
+            }));
         }
     });
 }

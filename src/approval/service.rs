@@ -101,6 +101,22 @@ pub enum Ended {
     Withdrawn,
 }
 
+// === impl EventKind ===
+
+impl EventKind {
+    /// The kind as events and metrics name it: `created`, `approved`, … `grant_used`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Created => "created",
+            EventKind::Approved => "approved",
+            EventKind::Rejected => "rejected",
+            EventKind::Expired => "expired",
+            EventKind::Withdrawn => "withdrawn",
+            EventKind::GrantUsed => "grant_used",
+        }
+    }
+}
+
 // === impl Approvals ===
 
 impl Approvals {
@@ -311,26 +327,17 @@ impl Approvals {
             .store
             .update(
                 id,
-                Box::new(|t: &mut Ticket| {
-                    if t.request.expire_if_due(now()) {
-                        Ok(t.clone())
-                    } else {
-                        // Nothing to write: report it as refused so the store leaves it alone.
-                        Err(DutyError::Expired {
-                            request: t.request.id().clone(),
-                            rule: t.request.rule().clone(),
-                        })
-                    }
-                }),
+                Box::new(|t: &mut Ticket| Ok((t.request.expire_if_due(now()), t.clone()))),
             )
             .await?;
         match result {
-            Ok(t) => {
+            Ok((true, t)) => {
                 let t = Arc::new(t);
                 self.wake(id);
                 self.announce(EventKind::Expired, None, None, Arc::clone(&t));
                 Ok((*t).clone())
             }
+            Ok((false, t)) => Ok(t),
             Err(_) => self.current(id).await,
         }
     }
@@ -354,19 +361,14 @@ impl Approvals {
                     &id,
                     Box::new(move |t: &mut Ticket| {
                         let at = now();
-                        if t.grant_open(&who, &fp, at) {
+                        Ok(t.grant_open(&who, &fp, at).then(|| {
                             t.grant_used = Some(at);
-                            Ok(t.clone())
-                        } else {
-                            Err(DutyError::Expired {
-                                request: t.request.id().clone(),
-                                rule: t.request.rule().clone(),
-                            })
-                        }
+                            t.clone()
+                        }))
                     }),
                 )
                 .await?;
-            if let Ok(t) = result {
+            if let Ok(Some(t)) = result {
                 let t = Arc::new(t);
                 self.announce(
                     EventKind::GrantUsed,
@@ -543,21 +545,28 @@ mod tests {
         Party::new("agent-1", vec!["agent".to_owned()])
     }
 
+    /// agent-1's request for `stmt` under a `mode` rule that expires after `timeout`.
+    async fn request(
+        s: &Approvals,
+        mode: ApprovalMode,
+        timeout: Duration,
+        stmt: Statement,
+    ) -> Arc<Ticket> {
+        let (rule, spec) = spec(mode, timeout);
+        s.submit(agent(), rule, spec, stmt, origin()).await.unwrap()
+    }
+
     #[tokio::test]
     async fn a_waiter_wakes_on_the_decision_and_events_follow_each_change() {
         let s = service();
         let mut events = s.subscribe();
-        let (rule, spec) = spec(ApprovalMode::Hold, Duration::from_secs(60));
-        let t = s
-            .submit(
-                agent(),
-                rule,
-                spec,
-                statement("DELETE FROM orders", &[]),
-                origin(),
-            )
-            .await
-            .unwrap();
+        let t = request(
+            &s,
+            ApprovalMode::Hold,
+            Duration::from_secs(60),
+            statement("DELETE FROM orders", &[]),
+        )
+        .await;
         let id = t.request.id().clone();
         let waiter = {
             let (s, id) = (Arc::clone(&s), id.clone());
@@ -580,17 +589,13 @@ mod tests {
     #[tokio::test]
     async fn an_undecided_request_expires_for_its_waiter_and_in_listings() {
         let s = service();
-        let (rule, spec) = spec(ApprovalMode::Hold, Duration::from_millis(1));
-        let t = s
-            .submit(
-                agent(),
-                rule,
-                spec,
-                statement("DELETE FROM orders", &[]),
-                origin(),
-            )
-            .await
-            .unwrap();
+        let t = request(
+            &s,
+            ApprovalMode::Hold,
+            Duration::from_millis(1),
+            statement("DELETE FROM orders", &[]),
+        )
+        .await;
         // Timeouts are kept in whole seconds: at most 1 s here.
         let ended = tokio::time::timeout(Duration::from_secs(5), s.wait(t.request.id()))
             .await
@@ -607,13 +612,15 @@ mod tests {
     #[tokio::test]
     async fn a_retry_grant_covers_one_run_of_the_same_statement_by_the_same_identity() {
         let s = service();
-        let (rule, spec) = spec(ApprovalMode::Retry, Duration::from_secs(60));
         let stmt = statement("UPDATE orders SET x = $1", &["5"]);
         assert!(s.take_grant("agent-1", &stmt).await.unwrap().is_none());
-        let t = s
-            .submit(agent(), rule, spec, stmt.clone(), origin())
-            .await
-            .unwrap();
+        let t = request(
+            &s,
+            ApprovalMode::Retry,
+            Duration::from_secs(60),
+            stmt.clone(),
+        )
+        .await;
         // Not approved yet: no grant.
         assert!(s.take_grant("agent-1", &stmt).await.unwrap().is_none());
         let carol = Party::new("carol", vec!["dba".to_owned()]);
@@ -631,17 +638,13 @@ mod tests {
     #[tokio::test]
     async fn withdrawing_is_for_the_requester_and_only_while_pending() {
         let s = service();
-        let (rule, spec) = spec(ApprovalMode::Hold, Duration::from_secs(60));
-        let t = s
-            .submit(
-                agent(),
-                rule,
-                spec,
-                statement("DELETE FROM orders", &[]),
-                origin(),
-            )
-            .await
-            .unwrap();
+        let t = request(
+            &s,
+            ApprovalMode::Hold,
+            Duration::from_secs(60),
+            statement("DELETE FROM orders", &[]),
+        )
+        .await;
         let id = t.request.id();
         // Someone else: refused, so the request stays pending.
         let after = s.withdraw(id, "alice").await.unwrap();

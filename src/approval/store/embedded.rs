@@ -141,16 +141,18 @@ impl Embedded {
                     return Err(Failure::NotFound(missing));
                 };
                 let mut ticket = decode(&key, &bytes).map_err(Failure::Store)?;
+                let before = ticket.clone();
                 let result = change(&mut ticket);
-                if result.is_ok() {
+                let changed = result.is_ok() && ticket != before;
+                if changed {
                     t.insert(key.as_str(), encode(&ticket).as_slice())?;
                 }
-                result
+                (result, changed)
             };
-            if result.is_ok() {
+            if result.1 {
                 w.commit()?;
             }
-            Ok(result)
+            Ok(result.0)
         })
         .await
     }

@@ -2,8 +2,8 @@
 //! PostgreSQL that several pgward instances share.
 //!
 //! Both stores offer the same operations, and every change goes through [`Store::update`], an
-//! atomic read-modify-write whose closure applies the duty checks: a change is written only when
-//! the checks accept it, and two approvers deciding at once are serialized by the store (a redb
+//! atomic read-modify-write whose closure applies the duty checks: a change is written (and, with
+//! PostgreSQL, announced) only when the checks accept it and the ticket actually changed, and two approvers deciding at once are serialized by the store (a redb
 //! write transaction, or `SELECT … FOR UPDATE`), never by hope.
 
 mod embedded;
@@ -94,7 +94,7 @@ impl Store {
     }
 
     /// Applies `change` to request `id` atomically; the ticket is written back only when
-    /// `change` returns `Ok`.
+    /// `change` returns `Ok` and changed it.
     ///
     /// # Errors
     /// [`StoreError::NotFound`], or when the store fails. A refused change is the inner `Err`.

@@ -140,8 +140,9 @@ impl Postgres {
             .map_err(pg)?
             .ok_or_else(|| StoreError::NotFound(id.clone()))?;
         let mut ticket = decode(id.as_str(), row.get::<_, &str>(0).as_bytes())?;
+        let before = ticket.clone();
         let result = change(&mut ticket);
-        if result.is_ok() {
+        if result.is_ok() && ticket != before {
             let json = String::from_utf8(encode(&ticket)).map_err(pg)?;
             tx.execute(
                 "UPDATE pgward_approval_requests SET state = $2, ticket = $3::text::jsonb WHERE id = $1",
