@@ -34,6 +34,12 @@ pub struct Metrics {
     pub bytes_from_clients: IntCounter,
     /// Bytes relayed, server to client.
     pub bytes_to_clients: IntCounter,
+    /// Server connections open now (in use and pooled).
+    pub upstream_open: IntGauge,
+    /// Server connections opened.
+    pub upstream_opened: IntCounter,
+    /// Sessions that took a pooled server connection instead of opening one.
+    pub upstream_reused: IntCounter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,7 +122,23 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(approval_wait.clone()))?;
+        let upstream_open = IntGauge::new(
+            "pgward_upstream_connections_open",
+            "Server connections open now, in use or pooled",
+        )?;
+        registry.register(Box::new(upstream_open.clone()))?;
+        let upstream_opened = counter(
+            "pgward_upstream_connections_total",
+            "Server connections opened",
+        )?;
+        let upstream_reused = counter(
+            "pgward_upstream_connections_reused_total",
+            "Sessions served by a pooled server connection",
+        )?;
         Ok(Metrics {
+            upstream_open,
+            upstream_opened,
+            upstream_reused,
             registry,
             connections,
             sessions_open,

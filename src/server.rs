@@ -80,10 +80,14 @@ impl Server {
     /// When a file is unusable or the address can't be bound.
     pub async fn bind(config: Config) -> Result<Server, Error> {
         let identities = Identities::load(&config.identities)?;
+        let client_auth = match &config.tls.client_certs {
+            Some(c) => Some(tls::DeferredClientAuth::new(&c.ca_file)?),
+            None => None,
+        };
         let client_tls = match (&config.tls.cert_and_key, config.tls.mode) {
-            (Some((cert, key)), TlsMode::Allow | TlsMode::Require) => {
-                Some(TlsAcceptor::from(tls::server_config(cert, key)?))
-            }
+            (Some((cert, key)), TlsMode::Allow | TlsMode::Require) => Some(TlsAcceptor::from(
+                tls::server_config_with_client_auth(cert, key, client_auth.clone())?,
+            )),
             _ => None,
         };
         let upstream_tls =
@@ -114,7 +118,16 @@ impl Server {
             Some(admin) => Some(crate::admin::Listener::bind(admin).await?),
             None => None,
         };
+        let pools = Arc::new(crate::upstream::Pools::new(
+            config.upstream.clone(),
+            upstream_tls.clone(),
+            config.pool.clone(),
+            Arc::clone(&metrics),
+        ));
+        tokio::spawn(Arc::clone(&pools).reap_forever());
         let shared = Arc::new(Shared {
+            client_auth,
+            pools,
             config,
             identities,
             client_tls,

@@ -3,10 +3,13 @@
 //! An [`Identity`] is a name and its roles. Duty rules name roles, never identities. Nothing here
 //! ever holds a plaintext password: the identities file stores SCRAM verifiers only.
 
+pub mod cert;
 mod identities;
+mod rules;
 pub mod scram;
 
 pub use identities::{Identities, IdentityEntry, entry_for, new_admin_token};
+pub use rules::{AddressRange, AuthMethod, AuthRule, AuthRules};
 
 use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 
@@ -15,8 +18,12 @@ use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 pub struct Identity {
     /// The identity's name (the startup `user`).
     pub name: String,
-    /// The pgward roles it holds.
+    /// The pgward roles given to it by name: the identities file's, then an agent token's.
     pub roles: Vec<String>,
+    /// Its groups from an OIDC token, which rules name as `group:<name>` members.
+    pub groups: Vec<String>,
+    /// How it proved who it is.
+    pub method: AuthMethod,
 }
 
 /// Authentication failures.

@@ -4,6 +4,7 @@
 //! Every error names the file, the line and the key. Secrets are resolved here, once, and never
 //! reach `Debug` output.
 
+mod access;
 pub mod raw;
 
 use std::collections::{BTreeMap, HashMap};
@@ -11,12 +12,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use access::{CertIdentity, ClientCerts, Pool};
 pub use raw::{AuditMode, SslMode, TlsMode};
 use raw::{RawAudit, RawConfig};
 use toml::Spanned;
 
 /// PostgreSQL's own limit for one message (1 GiB − 1): large enough for any COPY row or bytea.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 0x3fff_ffff;
+
+/// The server sees who is behind each connection in `pg_stat_activity`.
+pub const DEFAULT_APPLICATION_NAME: &str = "{application_name} (pgward:{identity})";
 
 /// The validated configuration.
 #[derive(Debug, Clone)]
@@ -47,6 +52,10 @@ pub struct Config {
     pub admin: Option<Admin>,
     /// The audit log; `None` when it is off.
     pub audit: Option<Audit>,
+    /// Which authentication method each connection must use.
+    pub auth: crate::auth::AuthRules,
+    /// The upstream connection pool.
+    pub pool: Pool,
 }
 
 /// The `[audit]` section, validated. Present only when auditing is on.
@@ -77,6 +86,8 @@ pub struct ClientTls {
     pub mode: TlsMode,
     /// Certificate chain and key, present unless mode is `disable`.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Client certificates, when `client_ca` is set.
+    pub client_certs: Option<ClientCerts>,
 }
 
 /// The upstream server and pgward's credentials for it.
@@ -98,6 +109,11 @@ pub struct Upstream {
     pub connect_timeout: Duration,
     /// Client database → server database. Empty: names pass through.
     pub databases: BTreeMap<String, String>,
+    /// Per-role server logins (from roles' `upstream_user`) and their passwords.
+    pub logins: BTreeMap<String, Option<Secret>>,
+    /// What the server sees as `application_name` (`{application_name}`, `{identity}`), or
+    /// empty to pass the client's own.
+    pub application_name: String,
 }
 
 /// A secret string: its `Debug` shows `_`, and nothing prints it.
@@ -217,6 +233,7 @@ impl Config {
             None => ClientTls {
                 mode: TlsMode::Disable,
                 cert_and_key: None,
+                client_certs: None,
             },
             Some(t) => {
                 let mode = *t.mode.get_ref();
@@ -231,33 +248,59 @@ impl Config {
                         ));
                     }
                 };
-                ClientTls { mode, cert_and_key }
+                let client_certs = access::client_certs(
+                    t.client_ca.as_ref(),
+                    t.cert_identity.as_ref(),
+                    base,
+                    &at,
+                )?;
+                if client_certs.is_some() && cert_and_key.is_none() {
+                    return Err(at.err(
+                        &t.mode,
+                        "tls.client_ca",
+                        "client certificates need TLS: set `cert` and `key`".to_owned(),
+                    ));
+                }
+                ClientTls {
+                    mode,
+                    cert_and_key,
+                    client_certs,
+                }
             }
         };
+        let auth = access::auth_rules(raw.auth.as_deref().unwrap_or_default(), &at)?;
+        if auth.uses(crate::auth::AuthMethod::Cert) && tls.client_certs.is_none() {
+            return Err(Error::Invalid {
+                file: file.to_owned(),
+                line: 1,
+                key: "tls.client_ca".to_owned(),
+                message: "an [[auth]] entry uses method \"cert\": set `[tls] client_ca`".to_owned(),
+            });
+        }
+        let pool = access::pool(raw.pool.as_ref(), &at)?;
 
         let up = raw.upstream;
-        let password = match (&up.password_env, &up.password_file) {
-            (Some(_), Some(f)) => {
+        let password = access::secret(
+            up.password_env.as_ref(),
+            up.password_file.as_ref(),
+            "upstream",
+            base,
+            env,
+            &at,
+        )?;
+        let logins = access::logins(up.logins.as_ref(), base, env, &at)?;
+        let application_name = match &up.application_name {
+            None => DEFAULT_APPLICATION_NAME.to_owned(),
+            Some(f) if f.get_ref().is_empty() || f.get_ref().contains("{identity}") => {
+                f.get_ref().clone()
+            }
+            Some(f) => {
                 return Err(at.err(
                     f,
-                    "upstream.password_file",
-                    "give either `password_env` or `password_file`, not both".to_owned(),
+                    "upstream.application_name",
+                    "must contain `{identity}` (or be \"\" to pass the client's own)".to_owned(),
                 ));
             }
-            (Some(var), None) => Some(Secret(env.var(var.get_ref()).ok_or_else(|| {
-                at.err(
-                    var,
-                    "upstream.password_env",
-                    format!("environment variable {} is not set", var.get_ref()),
-                )
-            })?)),
-            (None, Some(f)) => {
-                let text = std::fs::read_to_string(path(f)).map_err(|e| {
-                    at.err(f, "upstream.password_file", format!("cannot read: {e}"))
-                })?;
-                Some(Secret(text.trim_end_matches(['\r', '\n']).to_owned()))
-            }
-            (None, None) => None,
         };
         let sslmode = up
             .sslmode
@@ -284,6 +327,8 @@ impl Config {
             ca_file,
             connect_timeout,
             databases: up.databases.map(Spanned::into_inner).unwrap_or_default(),
+            logins,
+            application_name,
         };
 
         let max_message_bytes = match raw.max_message_bytes {
@@ -388,6 +433,8 @@ impl Config {
         };
 
         Ok(Config {
+            auth,
+            pool,
             approvals,
             admin,
             listen,

@@ -36,6 +36,10 @@ pub struct RawConfig {
     pub approvals: Option<RawApprovals>,
     /// The admin HTTP API (approvals, health).
     pub admin: Option<RawAdmin>,
+    /// Authentication entries, evaluated in order (`[[auth]]`).
+    pub auth: Option<Vec<super::access::RawAuthRule>>,
+    /// The upstream connection pool.
+    pub pool: Option<super::access::RawPool>,
 }
 
 /// `[approvals]`
@@ -75,6 +79,10 @@ pub struct RawTls {
     pub cert: Option<Spanned<String>>,
     /// PEM private key.
     pub key: Option<Spanned<String>>,
+    /// PEM CA certificates that client certificates must chain to (enables the `cert` method).
+    pub client_ca: Option<Spanned<String>>,
+    /// Which certificate field names the identity: `cn` (default) or `san`.
+    pub cert_identity: Option<Spanned<String>>,
 }
 
 /// Whether clients may or must use TLS.
@@ -111,6 +119,11 @@ pub struct RawUpstream {
     pub connect_timeout: Option<Spanned<String>>,
     /// Client database name → server database name; `"*"` maps every other name.
     pub databases: Option<Spanned<BTreeMap<String, String>>>,
+    /// Server logins named by roles' `upstream_user`, with their secrets.
+    pub logins: Option<BTreeMap<String, super::access::RawLogin>>,
+    /// What the server sees as `application_name`, with `{application_name}` and `{identity}`;
+    /// `""` passes the client's own value.
+    pub application_name: Option<Spanned<String>>,
 }
 
 /// Upstream TLS, as libpq's `sslmode`.

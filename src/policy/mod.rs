@@ -153,6 +153,7 @@ use toml::Spanned;
 
 use crate::sql::StatementClass;
 pub use eval::{Decision, Request};
+pub(crate) use glob::Glob;
 pub use leak::{Leak, LeakKind};
 pub use rules::{
     Action, ApprovalMode, ApprovalSpec, ClassSet, DEFAULT_DENY, DetectorKind, DetectorRule,

@@ -66,6 +66,8 @@ pub mod tag {
     pub const ERROR_RESPONSE: u8 = b'E';
     /// Backend: NoticeResponse.
     pub const NOTICE_RESPONSE: u8 = b'N';
+    /// Backend: NotificationResponse (LISTEN/NOTIFY).
+    pub const NOTIFICATION_RESPONSE: u8 = b'A';
     /// Backend: NegotiateProtocolVersion.
     pub const NEGOTIATE_PROTOCOL_VERSION: u8 = b'v';
     /// Backend: RowDescription.

@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{BufMut, BytesMut};
+use bytes::BytesMut;
 use pgwire::messages::startup::Authentication;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use super::hold::Holds;
+use super::identity;
 use super::recorder::Recorder;
 use super::results::{Pipeline, ResultMasker, ResultTracker};
 use super::{
@@ -19,7 +20,7 @@ use super::{
 use crate::approval::{Origin, Party};
 use crate::audit::{Record, SessionEnd, SessionStart};
 use crate::auth::scram::{self, ScramServer, Verifier};
-use crate::auth::{self, Identity};
+use crate::auth::{self, AuthMethod, Identity};
 use crate::config::TlsMode;
 use crate::net::{Stream, read_frame};
 use crate::proto::{self, MessageReader, SqlState, StartupPacket, StartupRequest, tag};
@@ -57,7 +58,7 @@ pub async fn serve_client(tcp: TcpStream, peer: SocketAddr, shared: Arc<Shared>)
         let deadline = shared.config.startup_timeout;
         // On timeout the half-done handshake is dropped and the socket closes, as PostgreSQL
         // does when authentication_timeout passes.
-        match tokio::time::timeout(deadline, start(Stream::Plain(tcp), &shared)).await {
+        match tokio::time::timeout(deadline, start(Stream::Plain(tcp), peer, &shared)).await {
             Ok(Outcome::Ready(client, established)) => {
                 established.relay(client, &shared, id, peer).await;
             }
@@ -93,14 +94,17 @@ struct Established {
     /// The client's application_name, if it sent one.
     application_name: String,
     identity: Identity,
-    upstream: upstream::Connected,
+    /// The server connection, pooled or not.
+    lease: upstream::Lease,
+    /// The server login it is authenticated as.
+    upstream_user: String,
     registration: super::Registration,
 }
 
-async fn start(stream: Stream, shared: &Arc<Shared>) -> Outcome {
+async fn start(stream: Stream, peer: SocketAddr, shared: &Arc<Shared>) -> Outcome {
     match negotiate(stream, shared).await {
         Negotiated::Startup(mut stream, startup) => {
-            match authenticate_and_connect(&mut stream, shared, &startup).await {
+            match authenticate_and_connect(&mut stream, peer, shared, &startup).await {
                 Ok(Some(established)) => Outcome::Ready(stream, Box::new(established)),
                 Ok(None) => Outcome::Done,
                 Err(refusal) => Outcome::Refused(stream, refusal),
@@ -115,6 +119,7 @@ async fn start(stream: Stream, shared: &Arc<Shared>) -> Outcome {
 /// the server's ParameterStatus, pgward's BackendKeyData, ReadyForQuery.
 async fn authenticate_and_connect(
     stream: &mut Stream,
+    peer: SocketAddr,
     shared: &Arc<Shared>,
     startup: &StartupPacket,
 ) -> Result<Option<Established>, Refusal> {
@@ -152,11 +157,11 @@ async fn authenticate_and_connect(
         .unwrap_or(&user)
         .to_owned();
 
-    let Some(identity) = authenticate(stream, shared, &user, &mut out).await? else {
+    let Some(identity) = login(stream, peer, shared, &user, &client_db, &mut out).await? else {
         return Ok(None);
     };
     let rules = shared.rules.current();
-    let roles = rules.roles_for(&identity.name, &identity.roles, &[]);
+    let roles = rules.roles_for(&identity.name, &identity.roles, &identity.groups);
     if let Some(refused) =
         super::settings::judge_startup(&startup.params, &rules, &roles, &client_db)
     {
@@ -173,36 +178,59 @@ async fn authenticate_and_connect(
             format!("database \"{client_db}\" does not exist"),
         )
     })?;
+    let client_app = startup.param("application_name").unwrap_or("");
+    let mut passthrough: Vec<(String, String)> = startup
+        .params
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "replication"))
+        .filter(|(k, _)| !k.starts_with("_pq_."))
+        .cloned()
+        .collect();
+    let server_app = identity::server_application_name(
+        &upstream_cfg.application_name,
+        client_app,
+        &identity.name,
+    );
+    if let Some(app) = &server_app {
+        passthrough.retain(|(k, _)| k != "application_name");
+        passthrough.push(("application_name".to_owned(), app.clone()));
+    }
     let params = StartupParams {
         database: database.to_owned(),
-        passthrough: startup
-            .params
-            .iter()
-            .filter(|(k, _)| !matches!(k.as_str(), "user" | "database" | "replication"))
-            .filter(|(k, _)| !k.starts_with("_pq_."))
-            .cloned()
-            .collect(),
+        passthrough,
     };
-    let upstream =
-        match upstream::connect(upstream_cfg, shared.upstream_tls.as_ref(), &params).await {
-            Ok(up) => up,
-            Err(upstream::Error::Server {
-                code,
-                message,
-                frame,
-            }) => {
-                // The server's own refusal (no such database, too many connections …) is the
-                // client's answer, as sent.
-                info!(code, reason = %message, "Upstream refused the session");
-                let _ = stream.write_all(&frame).await;
-                let _ = stream.flush().await;
-                return Ok(None);
-            }
-            Err(e) => {
-                warn!(error = %e, detail = ?e, "Upstream connection failed");
-                return Err(e.into());
-            }
-        };
+    let login = identity::upstream_login(upstream_cfg, &rules, &roles);
+    let pooled = shared.pools.settings().enabled
+        && !shared
+            .pools
+            .settings()
+            .exclude_databases
+            .iter()
+            .any(|g| g.is_match(&client_db))
+        && !roles
+            .iter()
+            .any(|r| shared.pools.settings().exclude_roles.contains(r));
+    let upstream_user = login.user.clone();
+    let mut lease = match shared.pools.acquire(login, params, pooled).await {
+        Ok(lease) => lease,
+        Err(upstream::Error::Server {
+            code,
+            message,
+            frame,
+        }) => {
+            // The server's own refusal (no such database, too many connections …) is the
+            // client's answer, as sent.
+            info!(code, reason = %message, "Upstream refused the session");
+            let _ = stream.write_all(&frame).await;
+            let _ = stream.flush().await;
+            return Ok(None);
+        }
+        Err(e) => {
+            warn!(error = %e, detail = ?e, "Upstream connection failed");
+            return Err(e.into());
+        }
+    };
+    let upstream = lease.conn();
 
     let registration = shared.cancel.register(BackendKey {
         pid: upstream.backend_pid,
@@ -210,7 +238,7 @@ async fn authenticate_and_connect(
     });
     proto::write_auth(&mut out, Authentication::Ok);
     for frame in &upstream.startup_frames {
-        out.put_slice(frame);
+        identity::client_view_of_startup_frame(frame, server_app.is_some(), client_app, &mut out);
     }
     let key = registration.key();
     proto::write_backend_key_data(&mut out, key.pid, key.secret);
@@ -220,21 +248,54 @@ async fn authenticate_and_connect(
 
     info!(
         identity = %identity.name,
-        roles = ?identity.roles,
+        roles = ?roles,
+        method = %identity.method,
         database = %client_db,
+        upstream_user = %upstream_user,
+        pooled = lease.is_pooled(),
         tls = stream.is_tls(),
-        application_name = startup.param("application_name").unwrap_or(""),
+        application_name = client_app,
         "Session started"
     );
     Ok(Some(Established {
         identity,
-        upstream,
+        lease,
+        upstream_user,
         registration,
         database: database.to_owned(),
         client_database: client_db.to_string(),
         tls: stream.is_tls(),
-        application_name: startup.param("application_name").unwrap_or("").to_owned(),
+        application_name: client_app.to_owned(),
     }))
+}
+
+/// The configured authentication method for this connection, then its exchange. `Ok(None)`:
+/// the client hung up mid-exchange (psql does this to prompt for a password, then reconnects).
+/// Every failure reaches the client as the same terse message; the reason goes to the log.
+async fn login(
+    stream: &mut Stream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
+    user: &str,
+    database: &str,
+    out: &mut BytesMut,
+) -> Result<Option<Identity>, Refusal> {
+    let Some(rule) = shared.config.auth.find(user, database, peer.ip()) else {
+        info!(
+            user,
+            database, "Authentication refused: no [[auth]] entry matches"
+        );
+        return Err(identity::refused(user));
+    };
+    match rule.method {
+        AuthMethod::Scram => authenticate(stream, shared, user, out).await,
+        AuthMethod::Cert => identity::by_certificate(stream, shared, user).map(Some),
+        AuthMethod::Token => identity::by_token(stream, peer, shared, user, out).await,
+        AuthMethod::Reject => {
+            info!(user, database, rule = %rule.at, "Authentication refused by a reject entry");
+            Err(identity::refused(user))
+        }
+    }
 }
 
 /// The SSLRequest / GSSENCRequest / CancelRequest dance up to the StartupMessage.
@@ -376,6 +437,8 @@ async fn authenticate(
     Ok(Some(Identity {
         name: user.to_owned(),
         roles,
+        groups: Vec::new(),
+        method: AuthMethod::Scram,
     }))
 }
 
@@ -405,7 +468,8 @@ impl Established {
     async fn relay(self, client: Stream, shared: &Shared, id: u64, peer: SocketAddr) {
         let Established {
             identity,
-            upstream,
+            mut lease,
+            upstream_user,
             registration,
             database,
             client_database,
@@ -416,8 +480,16 @@ impl Established {
         let catalog = shared.catalogs.get(&shared.metadata, &database).await;
         let columns = shared.columns.get(&database, &shared.metadata, &catalog);
         let tracker = StatementTracker::new(Arc::clone(&shared.profiles), catalog);
-        let rules = LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles);
+        let rules = LiveRules::for_identity(Arc::clone(&shared.rules), &identity);
         let refusals = Arc::new(Refusals::default());
+        let upstream = lease.conn();
+        let (Some(server), leftover) = (
+            upstream.server.take(),
+            std::mem::take(&mut upstream.leftover),
+        ) else {
+            warn!("Server connection lost before the session began");
+            return;
+        };
         if upstream
             .startup_params()
             .any(|(name, value)| lexer_unsafe_parameter(name, value))
@@ -450,13 +522,13 @@ impl Established {
                 tls,
                 application_name,
                 database: client_database,
-                upstream_user: shared.config.upstream.user.clone(),
+                upstream_user,
             }));
             recorder
         });
         let mut masker = ResultMasker::new(
             Arc::clone(&pipeline),
-            LiveRules::new(Arc::clone(&shared.rules), &identity.name, &identity.roles),
+            LiveRules::for_identity(Arc::clone(&shared.rules), &identity),
             Arc::clone(&columns),
             Arc::clone(&shared.mask_key),
         );
@@ -487,10 +559,10 @@ impl Established {
         client_stage.count_with(Arc::clone(&shared.metrics));
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
         shared.metrics.sessions_open.inc();
-        let end = super::relay::run(
+        let finished = super::relay::run(
             client,
-            upstream.stream,
-            upstream.leftover,
+            server,
+            leftover,
             shared.config.max_message_bytes,
             client_stage,
             server_stage,
@@ -498,9 +570,12 @@ impl Established {
                 metrics: &shared.metrics,
                 shutdown: shared.shutdown.subscribe(),
                 pipeline: shutdown_pipeline,
+                keep_server: lease.is_pooled(),
             }),
         )
         .await;
+        let end = finished.end;
+        lease.release(finished.server).await;
         shared.metrics.sessions_open.dec();
         drop(registration);
         if let Some(r) = &recorder {

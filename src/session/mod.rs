@@ -13,6 +13,7 @@ mod columns;
 mod enforce;
 mod handshake;
 pub mod hold;
+mod identity;
 mod metadata;
 pub mod recorder;
 pub mod relay;
@@ -51,6 +52,8 @@ pub struct Shared {
     pub identities: Identities,
     /// TLS for clients, unless disabled.
     pub client_tls: Option<TlsAcceptor>,
+    /// Checks client certificates' chains, when `[tls] client_ca` is set.
+    pub client_auth: Option<Arc<crate::tls::DeferredClientAuth>>,
     /// TLS towards the server, unless `sslmode = disable`.
     pub upstream_tls: Option<Arc<ClientConfig>>,
     /// Cancel keys of live sessions.
@@ -81,6 +84,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set to `true` when pgward is shutting down: sessions end once idle.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Server connections: pooled per (database, login, startup parameters), or direct.
+    pub pools: Arc<crate::upstream::Pools>,
 }
 
 impl std::fmt::Debug for Shared {

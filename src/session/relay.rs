@@ -23,6 +23,7 @@ use super::results::Pipeline;
 use crate::net::{ReadHalf, Stream, WriteHalf};
 use crate::proto::SqlState;
 use crate::proto::{self, Frames, tag};
+use crate::upstream::ServerHalves;
 
 /// Free space kept in a read buffer before each read.
 const READ_RESERVE: usize = 16 * 1024;
@@ -35,6 +36,8 @@ const SINK_BUFFER: usize = 8 * 1024;
 const HOLD_READ_LIMIT: usize = 1024 * 1024;
 /// Frames longer than this are streamed instead of buffered whole, when their type allows.
 const STREAM_THRESHOLD: usize = 256 * 1024;
+/// Terminate, as pgward sends it to end a server session.
+const TERMINATE: [u8; 5] = [tag::TERMINATE, 0, 0, 0, 4];
 
 /// Which way a pump moves frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -380,8 +383,8 @@ impl Pump {
             let frame = frame?;
             let verdict = match &mut self.stage {
                 Stage::Plain => Verdict::Pass,
+                // Not forwarded: `run` ends the server session itself, or keeps it for the pool.
                 Stage::Client(_) if frame.tag() == tag::TERMINATE => {
-                    start = frames.consumed();
                     step = Step::End(End::Terminated);
                     break;
                 }
@@ -476,6 +479,18 @@ pub struct Oversight<'a> {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Empty when every message sent has been answered.
     pub pipeline: Arc<Pipeline>,
+    /// Give the server connection back (for the pool) when the client leaves between
+    /// transactions, instead of ending its server session.
+    pub keep_server: bool,
+}
+
+/// How a session's relay ended.
+#[derive(Debug)]
+pub struct Finished {
+    /// Why.
+    pub end: End,
+    /// The server connection, idle and outside any transaction, when it was asked to be kept.
+    pub server: Option<ServerHalves>,
 }
 
 /// Resolves once shutdown was asked for and the session is between statements (every message
@@ -497,22 +512,31 @@ async fn idle_after_shutdown(
 }
 
 /// Relays between an authenticated client and its server connection until either side ends,
-/// then tells the client why, if it is still there and the reason is not its own doing.
+/// then tells the client why, if it is still there and the reason is not its own doing. The
+/// server connection is given back when [`Oversight::keep_server`] asks for it and the client
+/// left between transactions; otherwise its session is ended with Terminate.
 pub async fn run(
     client: Stream,
-    server: Stream,
+    server: ServerHalves,
     server_leftover: BytesMut,
     limit: usize,
     client_stage: ClientStage,
     server_stage: ServerStage,
     oversight: Option<Oversight<'_>>,
-) -> End {
-    let (metrics, shutdown) = match oversight {
-        Some(o) => (Some(o.metrics), Some((o.shutdown, o.pipeline))),
-        None => (None, None),
+) -> Finished {
+    let (metrics, shutdown, keep_server) = match oversight {
+        Some(o) => (
+            Some(o.metrics),
+            Some((o.shutdown, Arc::clone(&o.pipeline))),
+            o.keep_server.then_some(o.pipeline),
+        ),
+        None => (None, None, None),
     };
     let (client_r, client_w) = client.into_split();
-    let (server_r, server_w) = server.into_split();
+    let ServerHalves {
+        read: server_r,
+        write: server_w,
+    } = server;
     let mut c2s = Pump::new(
         client_r,
         server_w,
@@ -536,6 +560,27 @@ pub async fn run(
         end = s2c.run() => (Direction::ServerToClient, end),
         () = idle_after_shutdown(shutdown) => (Direction::ClientToServer, End::Shutdown),
     };
+    let client_left = direction == Direction::ClientToServer
+        && matches!(end, End::Terminated | End::SourceClosed);
+    if client_left
+        && keep_server.is_some_and(|p| p.is_reusable())
+        && s2c.buf.is_empty()
+        && !s2c.mid_write()
+        && !c2s.mid_write()
+    {
+        s2c.shutdown().await;
+        let server = ServerHalves {
+            read: s2c.source,
+            write: c2s.sink.into_inner(),
+        };
+        return Finished {
+            end,
+            server: Some(server),
+        };
+    }
+    if matches!(end, End::Terminated) && !c2s.mid_write() {
+        let _ = c2s.send(&TERMINATE).await;
+    }
     let refusal = match (direction, &end) {
         (Direction::ClientToServer, End::Malformed(e)) => Some(Refusal::from(e.clone())),
         (Direction::ClientToServer, End::WriteFailed(_))
@@ -554,7 +599,7 @@ pub async fn run(
             c2s.abandon_hold().await;
             // The server session ends too, as it would on the client's Terminate.
             if !c2s.mid_write() {
-                let _ = c2s.send(&[b'X', 0, 0, 0, 4]).await;
+                let _ = c2s.send(&TERMINATE).await;
             }
             Some(
                 Refusal::new(
@@ -578,7 +623,7 @@ pub async fn run(
     }
     s2c.shutdown().await;
     c2s.shutdown().await;
-    end
+    Finished { end, server: None }
 }
 #[cfg(test)]
 mod tests;

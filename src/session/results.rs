@@ -16,7 +16,7 @@
 //! When nothing is masked for the session's roles no plan is made and rows pass as they are.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -86,9 +86,11 @@ enum Expect {
 }
 
 /// The queue between the halves of one session.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Pipeline {
     queue: Mutex<VecDeque<Expect>>,
+    /// The transaction status of the server's last ReadyForQuery (`I`, `T` or `E`).
+    status: AtomicU8,
     /// Set once masks have applied to the session: from then on portals are always described.
     masking: AtomicBool,
 }
@@ -186,15 +188,28 @@ pub struct Unmaskable(#[from] mask::Error);
 
 // === impl Pipeline ===
 
+impl Default for Pipeline {
+    fn default() -> Self {
+        Pipeline::with_capacity(0)
+    }
+}
+
 impl Pipeline {
     /// Whether every message sent has been answered: the session is between statements.
     pub fn is_idle(&self) -> bool {
         self.lock().is_empty()
     }
 
+    /// Whether the server connection could serve another session: every message answered and
+    /// no transaction open.
+    pub fn is_reusable(&self) -> bool {
+        self.status.load(Ordering::Relaxed) == b'I' && self.is_idle()
+    }
+
     /// A queue with room for `n` answers before it grows.
     pub fn with_capacity(n: usize) -> Self {
         Pipeline {
+            status: AtomicU8::new(b'I'),
             queue: Mutex::new(VecDeque::with_capacity(n)),
             masking: AtomicBool::new(false),
         }
@@ -678,6 +693,9 @@ impl ResultMasker {
                 }
             }
             tag::READY_FOR_QUERY => {
+                if let Some(&status) = frame.body().first() {
+                    self.pipeline.status.store(status, Ordering::Relaxed);
+                }
                 self.active = Active::Pass;
                 self.query_statement = 0;
                 let mut ddl = false;

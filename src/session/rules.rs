@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tracing::{error, info, warn};
 
+use crate::auth::Identity;
 use crate::policy::RuleSet;
 
 /// The rule set every session decides with.
@@ -29,6 +30,7 @@ pub struct LiveRules {
     handle: Arc<RulesHandle>,
     identity: String,
     identity_roles: Vec<String>,
+    groups: Vec<String>,
     cached: Current,
 }
 
@@ -159,12 +161,26 @@ impl LiveRules {
     /// A session's view of `handle` for `identity`, which holds `identity_roles` in the
     /// identities file.
     pub fn new(handle: Arc<RulesHandle>, identity: &str, identity_roles: &[String]) -> Self {
+        LiveRules::for_identity(
+            handle,
+            &Identity {
+                name: identity.to_owned(),
+                roles: identity_roles.to_vec(),
+                groups: Vec::new(),
+                method: crate::auth::AuthMethod::Scram,
+            },
+        )
+    }
+
+    /// The view of an authenticated identity, token groups included.
+    pub fn for_identity(handle: Arc<RulesHandle>, identity: &Identity) -> Self {
         let rules = handle.current();
-        let roles = rules.roles_for(identity, identity_roles, &[]);
+        let roles = rules.roles_for(&identity.name, &identity.roles, &identity.groups);
         LiveRules {
             handle,
-            identity: identity.to_owned(),
-            identity_roles: identity_roles.to_vec(),
+            identity: identity.name.clone(),
+            identity_roles: identity.roles.clone(),
+            groups: identity.groups.clone(),
             cached: Current::new(rules, roles),
         }
     }
@@ -179,7 +195,7 @@ impl LiveRules {
         let latest = self.handle.current.load();
         if !Arc::ptr_eq(&self.cached.rules, &latest) {
             let rules = arc_swap::Guard::into_inner(latest);
-            let roles = rules.roles_for(&self.identity, &self.identity_roles, &[]);
+            let roles = rules.roles_for(&self.identity, &self.identity_roles, &self.groups);
             self.cached = Current::new(rules, roles);
         }
     }

@@ -9,8 +9,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::Error;
-use crate::config::{SslMode, Upstream};
-use crate::net::{Stream, read_frame};
+use crate::config::{Secret, SslMode, Upstream};
+use crate::net::{ReadHalf, Stream, WriteHalf, read_frame};
 use crate::proto::{ErrorFields, HEADER_LEN, MessageReader, tag};
 
 const SSL_REQUEST: [u8; 8] = [0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f];
@@ -27,11 +27,42 @@ pub struct StartupParams {
     pub passthrough: Vec<(String, String)>,
 }
 
+/// The server login a session uses: pgward's own, or the one its role maps to.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Login {
+    /// The server user.
+    pub user: String,
+    /// Its password, when the server asks for one.
+    pub password: Option<Secret>,
+}
+
+impl std::fmt::Debug for Login {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A server socket, split for the relay's two directions.
+pub struct ServerHalves {
+    /// What the server sends.
+    pub read: ReadHalf,
+    /// What pgward sends it.
+    pub write: WriteHalf,
+}
+
+impl std::fmt::Debug for ServerHalves {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerHalves")
+    }
+}
+
 /// An authenticated upstream connection, ready for queries.
 #[derive(Debug)]
 pub struct Connected {
-    /// The socket.
-    pub stream: Stream,
+    /// The socket; `None` while a session relays through it (or once it is broken).
+    pub server: Option<ServerHalves>,
     /// The server backend's process id.
     pub backend_pid: i32,
     /// The server's cancel secret, as sent (4 bytes in protocol 3.0).
@@ -42,6 +73,20 @@ pub struct Connected {
     pub ready_status: u8,
     /// Bytes read past the first ReadyForQuery (normally none).
     pub leftover: BytesMut,
+    /// Whether the socket is TLS.
+    pub tls: bool,
+    /// Keeps the open-connections gauge right however the connection ends.
+    pub(super) open: Option<OpenGauge>,
+}
+
+/// Decrements a gauge when dropped.
+#[derive(Debug)]
+pub(super) struct OpenGauge(pub(super) prometheus::IntGauge);
+
+impl Drop for OpenGauge {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 // === impl Connected ===
@@ -68,9 +113,10 @@ impl Connected {
 pub async fn connect(
     cfg: &Upstream,
     tls: Option<&Arc<ClientConfig>>,
+    login: &Login,
     params: &StartupParams,
 ) -> Result<Connected, Error> {
-    tokio::time::timeout(cfg.connect_timeout, connect_inner(cfg, tls, params))
+    tokio::time::timeout(cfg.connect_timeout, connect_inner(cfg, tls, login, params))
         .await
         .map_err(|_| Error::Timeout)?
 }
@@ -78,6 +124,7 @@ pub async fn connect(
 async fn connect_inner(
     cfg: &Upstream,
     tls: Option<&Arc<ClientConfig>>,
+    login: &Login,
     params: &StartupParams,
 ) -> Result<Connected, Error> {
     let tcp = TcpStream::connect((cfg.host.as_str(), cfg.port)).await?;
@@ -85,7 +132,7 @@ async fn connect_inner(
     let mut stream = negotiate_tls(tcp, cfg, tls).await?;
 
     let mut startup = BytesMut::new();
-    write_startup(&mut startup, &cfg.user, params);
+    write_startup(&mut startup, &login.user, params);
     stream.write_all(&startup).await?;
 
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -100,7 +147,7 @@ async fn connect_inner(
         match frame_tag {
             tag::AUTHENTICATION => {
                 out.clear();
-                authenticate(&body, cfg, &mut scram, &mut out)?;
+                authenticate(&body, login, &mut scram, &mut out)?;
                 if !out.is_empty() {
                     stream.write_all(&out).await?;
                 }
@@ -129,8 +176,12 @@ async fn connect_inner(
                 let (backend_pid, backend_secret) = backend_key.ok_or_else(|| {
                     Error::Protocol("no BackendKeyData before ReadyForQuery".into())
                 })?;
+                let tls = stream.is_tls();
+                let (read, write) = stream.into_split();
                 return Ok(Connected {
-                    stream,
+                    server: Some(ServerHalves { read, write }),
+                    tls,
+                    open: None,
                     backend_pid,
                     backend_secret,
                     startup_frames,
@@ -151,7 +202,7 @@ async fn connect_inner(
 /// Answers one Authentication message into `out` (empty when nothing is to be sent).
 fn authenticate(
     body: &[u8],
-    cfg: &Upstream,
+    cfg: &Login,
     scram: &mut Option<ScramSha256>,
     out: &mut BytesMut,
 ) -> Result<(), Error> {
@@ -162,10 +213,10 @@ fn authenticate(
             .as_ref()
             .map(|p| p.expose().as_bytes())
             .ok_or_else(|| {
-                Error::Auth(
-                    "the server asks for a password; set upstream.password_env or password_file"
-                        .into(),
-                )
+                Error::Auth(format!(
+                    "the server asks a password of login {}; set its password_env or password_file",
+                    cfg.user
+                ))
             })
     };
     match code {

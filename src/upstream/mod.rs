@@ -5,9 +5,11 @@
 
 mod client;
 mod connect;
+mod pool;
 
 pub use client::{ClientSettings, Heard};
-pub use connect::{Connected, StartupParams, cancel, connect};
+pub use connect::{Connected, Login, ServerHalves, StartupParams, cancel, connect};
+pub use pool::{Lease, Pools};
 
 use bytes::Bytes;
 
@@ -44,6 +46,16 @@ pub enum Error {
     /// The server broke the protocol.
     #[error("upstream protocol error: {0}")]
     Protocol(String),
+    /// Every pooled connection stayed busy for the whole wait.
+    #[error(
+        "too many connections: no server connection came free within {waited:?} (pool of {max_size})"
+    )]
+    PoolExhausted {
+        /// How long the session waited.
+        waited: std::time::Duration,
+        /// The pool's size.
+        max_size: usize,
+    },
 }
 
 impl From<crate::net::FrameError> for Error {
@@ -63,7 +75,10 @@ impl From<proto::Error> for Error {
 
 impl ToErrorResponse for Error {
     fn sqlstate(&self) -> SqlState {
-        SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION
+        match self {
+            Error::PoolExhausted { .. } => SqlState::TOO_MANY_CONNECTIONS,
+            _ => SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION,
+        }
     }
     fn severity(&self) -> Severity {
         Severity::Fatal
@@ -72,6 +87,13 @@ impl ToErrorResponse for Error {
         Side::Server
     }
     fn hint(&self) -> Option<String> {
-        Some("the database behind pgward is unavailable; pgward's log has the details".to_owned())
+        Some(match self {
+            Error::PoolExhausted { .. } => {
+                "retry shortly; the DBA can raise [pool] max_size or acquire_timeout".to_owned()
+            }
+            _ => {
+                "the database behind pgward is unavailable; pgward's log has the details".to_owned()
+            }
+        })
     }
 }

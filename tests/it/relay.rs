@@ -259,7 +259,11 @@ async fn startup_parameters_pass_through_as_sent() {
         )
         .await
         .unwrap();
-    assert_eq!(row.get::<_, String>(0), "pgward-it");
+    // The server sees who is behind the connection; see tests/it/identity.rs for the client's view.
+    assert_eq!(
+        row.get::<_, String>(0),
+        format!("pgward-it (pgward:{})", crate::support::harness::USER)
+    );
     assert_eq!(row.get::<_, String>(1), "custom,public");
     assert_eq!(row.get::<_, String>(2), "1234ms");
 }
