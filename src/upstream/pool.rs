@@ -123,6 +123,12 @@ impl Pools {
         &self.settings
     }
 
+    /// Server connections waiting in a pool for a session.
+    pub fn idle(&self) -> usize {
+        let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+        pools.values().map(|p| p.status().available).sum()
+    }
+
     /// A server connection for a session: a pooled one when `pooled`, else a new one.
     ///
     /// # Errors

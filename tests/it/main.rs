@@ -9,6 +9,7 @@ mod audit_session;
 mod auth;
 mod bad_input;
 mod demo;
+mod identity;
 mod leaks;
 mod mask;
 mod psql;

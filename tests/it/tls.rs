@@ -50,15 +50,30 @@ impl ServerCertVerifier for TrustOne {
 }
 
 fn connector(cert_pem: &std::path::Path) -> tokio_postgres_rustls::MakeRustlsConnect {
+    connector_presenting(cert_pem, None)
+}
+
+/// A connector trusting pgward's certificate at `cert_pem` that presents a client certificate
+/// chain and its key, if given.
+pub(crate) fn connector_presenting(
+    cert_pem: &std::path::Path,
+    client: Option<(
+        Vec<CertificateDer<'static>>,
+        rustls_pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> tokio_postgres_rustls::MakeRustlsConnect {
     use rustls_pki_types::pem::PemObject;
     let cert = CertificateDer::from_pem_file(cert_pem).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .unwrap()
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(TrustOne(cert, provider)))
-        .with_no_client_auth();
+        .with_custom_certificate_verifier(Arc::new(TrustOne(cert, provider)));
+    let config = match client {
+        Some((chain, key)) => builder.with_client_auth_cert(chain, key).unwrap(),
+        None => builder.with_no_client_auth(),
+    };
     tokio_postgres_rustls::MakeRustlsConnect::new(config)
 }
 

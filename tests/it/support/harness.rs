@@ -21,6 +21,7 @@ pub struct Harness {
     upstream_tls: (&'static str, Option<String>),
     admin: Option<AdminListener>,
     admin_tokens: HashMap<String, String>,
+    client_ca: Option<PathBuf>,
 }
 
 /// How the admin API listens, when enabled.
@@ -78,6 +79,7 @@ impl Harness {
             upstream_tls: ("disable", None),
             admin: None,
             admin_tokens: HashMap::new(),
+            client_ca: None,
         }
     }
 
@@ -143,6 +145,12 @@ impl Harness {
     }
 
     /// Points pgward at another upstream port (e.g. one nobody listens on).
+    /// Client certificates must chain to the CA at `path` (with [`Harness::tls`]).
+    pub fn client_ca(mut self, path: &std::path::Path) -> Self {
+        self.client_ca = Some(path.to_owned());
+        self
+    }
+
     pub fn upstream_port(mut self, port: u16) -> Self {
         self.upstream_port = Some(port);
         self
@@ -174,6 +182,9 @@ impl Harness {
             .expect("write key");
             tls =
                 format!("[tls]\nmode = \"{mode}\"\ncert = \"server.crt\"\nkey = \"server.key\"\n");
+            if let Some(ca) = &self.client_ca {
+                tls.push_str(&format!("client_ca = {:?}\n", ca.display().to_string()));
+            }
         }
         let text = format!(
             "listen = \"127.0.0.1:0\"\nidentities = \"identities.toml\"\nrules = \"rules\"\n{}\n{tls}\n\
