@@ -52,10 +52,18 @@ pub struct Pools {
     tls: Option<Arc<ClientConfig>>,
     settings: PoolSettings,
     metrics: Arc<Metrics>,
-    pools: Mutex<HashMap<PoolKey, Pool>>,
+    pools: Mutex<HashMap<PoolKey, Keyed>>,
 }
 
 type Pool = managed::Pool<Manager>;
+
+/// A pool and when a session last asked for it: a pool is forgotten only once it is empty and
+/// unasked for longer than `idle_timeout`, so a session that just looked it up never ends up
+/// with a pool nobody else can find.
+struct Keyed {
+    pool: Pool,
+    asked: std::time::Instant,
+}
 
 /// What makes two sessions' server connections interchangeable.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -126,7 +134,7 @@ impl Pools {
     /// Server connections waiting in a pool for a session.
     pub fn idle(&self) -> usize {
         let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-        pools.values().map(|p| p.status().available).sum()
+        pools.values().map(|k| k.pool.status().available).sum()
     }
 
     /// A server connection for a session: a pooled one when `pooled`, else a new one.
@@ -177,8 +185,9 @@ impl Pools {
             params: sorted,
         };
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(pool) = pools.get(&key) {
-            return Ok(pool.clone());
+        if let Some(keyed) = pools.get_mut(&key) {
+            keyed.asked = std::time::Instant::now();
+            return Ok(keyed.pool.clone());
         }
         let manager = Manager {
             upstream: self.upstream.clone(),
@@ -193,7 +202,13 @@ impl Pools {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|e| Error::Protocol(format!("connection pool: {e}")))?;
-        pools.insert(key, pool.clone());
+        pools.insert(
+            key,
+            Keyed {
+                pool: pool.clone(),
+                asked: std::time::Instant::now(),
+            },
+        );
         Ok(pool)
     }
 
@@ -203,15 +218,19 @@ impl Pools {
         let idle = self.settings.idle_timeout;
         let lifetime = self.settings.max_lifetime;
         let mut pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
-        for pool in pools.values() {
-            let removed = pool
+        for keyed in pools.values() {
+            let removed = keyed
+                .pool
                 .retain(|_, m| m.last_used() < idle && m.age() < lifetime)
                 .removed;
             for conn in removed {
                 tokio::spawn(close(conn));
             }
         }
-        pools.retain(|_, pool| pool.status().size > 0);
+        pools.retain(|_, k| {
+            let status = k.pool.status();
+            status.size > 0 || status.waiting > 0 || k.asked.elapsed() < idle
+        });
     }
 
     /// Reaps every few seconds, for as long as pgward runs.

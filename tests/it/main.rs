@@ -12,6 +12,7 @@ mod demo;
 mod identity;
 mod leaks;
 mod mask;
+mod pool;
 mod psql;
 mod relay;
 mod rules;
