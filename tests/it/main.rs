@@ -15,3 +15,4 @@ mod psql;
 mod relay;
 mod rules;
 mod tls;
+mod token_cli;
