@@ -144,9 +144,7 @@ impl AgentKey {
         if roles.iter().any(|r| r.trim().is_empty()) {
             return Err(Error::Empty("a role"));
         }
-        let iat = now
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
+        let iat = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         let claims = Claims {
             iss: &settings.issuer,
             aud: &settings.audience,

@@ -304,7 +304,11 @@ impl Jwks {
     ///
     /// # Errors
     /// An unreadable or invalid key-set file, an unreadable `ca_file`, or an invalid URL.
-    pub fn new(source: &JwksSource, ca_file: Option<&Path>, refresh: Duration) -> Result<Jwks, Error> {
+    pub fn new(
+        source: &JwksSource,
+        ca_file: Option<&Path>,
+        refresh: Duration,
+    ) -> Result<Jwks, Error> {
         let source = match source {
             JwksSource::File(path) => Source::File(path.clone()),
             JwksSource::Url(url) => {
@@ -532,14 +536,21 @@ fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, Error> {
     })
 }
 
-async fn fetch(client: &reqwest::Client, url: &reqwest::Url, shown: &str) -> Result<Vec<u8>, Error> {
+async fn fetch(
+    client: &reqwest::Client,
+    url: &reqwest::Url,
+    shown: &str,
+) -> Result<Vec<u8>, Error> {
     let fetch_err = |e: reqwest::Error| Error::Fetch {
         url: shown.to_owned(),
         message: chain(&e.without_url()),
     };
     let mut response = client
         .get(url.clone())
-        .header(reqwest::header::ACCEPT, "application/json, application/jwk-set+json")
+        .header(
+            reqwest::header::ACCEPT,
+            "application/json, application/jwk-set+json",
+        )
         .send()
         .await
         .map_err(fetch_err)?;

@@ -285,7 +285,11 @@ impl TokenVerifier {
 
     /// A verifier over given parts, for tests: an OIDC key source and an agent key.
     #[cfg(any(test, fuzzing))]
-    pub fn for_test(settings: &TokenSettings, jwks: Option<Arc<Jwks>>, agent: Option<&AgentKey>) -> TokenVerifier {
+    pub fn for_test(
+        settings: &TokenSettings,
+        jwks: Option<Arc<Jwks>>,
+        agent: Option<&AgentKey>,
+    ) -> TokenVerifier {
         TokenVerifier {
             oidc: settings.oidc.as_ref().zip(jwks).map(|(o, jwks)| Oidc {
                 issuer: o.issuer.clone(),
@@ -450,8 +454,7 @@ impl TokenVerifier {
         let iat = date(claims, "iat")?.ok_or_else(|| Error::MissingClaim("iat".to_owned()))?;
         let lifetime = exp.saturating_sub(iat);
         let max = agent.max_ttl.as_secs();
-        if lifetime > i64::try_from(max.saturating_add(self.leeway.as_secs())).unwrap_or(i64::MAX)
-        {
+        if lifetime > i64::try_from(max.saturating_add(self.leeway.as_secs())).unwrap_or(i64::MAX) {
             return Err(Error::LifetimeTooLong { lifetime, max });
         }
         Ok(VerifiedToken {
@@ -542,7 +545,11 @@ impl ToErrorResponse for Error {
 }
 
 /// The keys of `keys` that may check a token signed `alg` naming `kid`.
-fn candidates<'k>(keys: &'k [Key], kid: Option<&str>, alg: Algorithm) -> Result<Vec<&'k Key>, Error> {
+fn candidates<'k>(
+    keys: &'k [Key],
+    kid: Option<&str>,
+    alg: Algorithm,
+) -> Result<Vec<&'k Key>, Error> {
     let fits = |k: &Key| -> Result<(), Error> {
         let shown_kid = k.kid().map_or_else(|| "(no kid)".to_owned(), shown);
         if k.kind().algorithm() != alg {
@@ -586,9 +593,7 @@ fn candidates<'k>(keys: &'k [Key], kid: Option<&str>, alg: Algorithm) -> Result<
         None => {
             let fitting: Vec<&Key> = keys.iter().filter(|k| fits(k).is_ok()).collect();
             if fitting.is_empty() {
-                return Err(Error::NoKeyForAlg {
-                    alg: alg_name(alg),
-                });
+                return Err(Error::NoKeyForAlg { alg: alg_name(alg) });
             }
             Ok(fitting)
         }

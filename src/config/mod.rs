@@ -641,11 +641,9 @@ fn token(
     let within = |v: Option<&Spanned<String>>, key: &str, default: u64, min: u64, max: u64| {
         let d = at.duration(v, key, default)?;
         match v {
-            Some(v) if d < Duration::from_secs(min) || d > Duration::from_secs(max) => Err(at.err(
-                v,
-                key,
-                format!("must be between {min}s and {max}s"),
-            )),
+            Some(v) if d < Duration::from_secs(min) || d > Duration::from_secs(max) => {
+                Err(at.err(v, key, format!("must be between {min}s and {max}s")))
+            }
             _ => Ok(d),
         }
     };

@@ -167,14 +167,23 @@ fn token_section_defaults_and_oidc() {
     assert!(!t.allow_plaintext_loopback);
     let o = t.oidc.unwrap();
     assert_eq!(o.issuer, "https://idp.example");
-    assert_eq!(o.jwks, JwksSource::Url("https://idp.example/jwks".to_owned()));
-    assert_eq!(o.jwks_ca_file.as_deref(), Some(Path::new("/etc/pgward/ca.pem")));
+    assert_eq!(
+        o.jwks,
+        JwksSource::Url("https://idp.example/jwks".to_owned())
+    );
+    assert_eq!(
+        o.jwks_ca_file.as_deref(),
+        Some(Path::new("/etc/pgward/ca.pem"))
+    );
     assert_eq!(o.jwks_refresh, Duration::from_secs(300));
     assert_eq!(o.user_claim, UserClaim::Email);
     assert_eq!(o.groups_claim, "roles");
     let a = t.agent.unwrap();
     assert_eq!(a.key_file, Path::new("/etc/pgward/state/token.key"));
-    assert_eq!((a.issuer.as_str(), a.audience.as_str()), ("pgward", "pgward"));
+    assert_eq!(
+        (a.issuer.as_str(), a.audience.as_str()),
+        ("pgward", "pgward")
+    );
     assert_eq!(a.max_ttl, Duration::from_secs(3600));
 }
 
@@ -212,7 +221,9 @@ fn token_errors_name_the_key() {
         "{oidc}jwks_file = \"k.json\"\njwks_ca_file = \"ca.pem\"\n"
     ));
     assert_eq!(key, "token.jwks_ca_file");
-    let (_, key, m) = with(&format!("{oidc}jwks_file = \"k.json\"\nuser_claim = \"name\"\n"));
+    let (_, key, m) = with(&format!(
+        "{oidc}jwks_file = \"k.json\"\nuser_claim = \"name\"\n"
+    ));
     assert_eq!(key, "token.user_claim");
     assert!(m.contains("name"), "{m}");
     let (_, key, _) = with("audience = \"db\"\n");

@@ -90,7 +90,12 @@ fn a_file_is_read_at_start() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, set(&[ed_jwk("a", 1)])).unwrap();
-    let jwks = Jwks::new(&JwksSource::File(path.clone()), None, Duration::from_secs(60)).unwrap();
+    let jwks = Jwks::new(
+        &JwksSource::File(path.clone()),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     assert_eq!(kids(&jwks), ["a"]);
     assert!(jwks.state().last_error.is_none());
     std::fs::write(&path, "{}").unwrap();
@@ -113,7 +118,12 @@ async fn a_broken_file_keeps_the_last_good_keys() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("jwks.json");
     std::fs::write(&path, set(&[ed_jwk("a", 1)])).unwrap();
-    let jwks = Jwks::new(&JwksSource::File(path.clone()), None, Duration::from_secs(60)).unwrap();
+    let jwks = Jwks::new(
+        &JwksSource::File(path.clone()),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     std::fs::write(&path, "not json").unwrap();
     assert!(jwks.refresh().await.is_err());
     assert_eq!(kids(&jwks), ["a"]);
@@ -161,7 +171,12 @@ async fn https_fetch_rotation_and_outage_keep_the_last_good_keys() {
 #[tokio::test]
 async fn an_unknown_ca_is_a_precise_failure() {
     let server = JwksServer::start(set(&[ed_jwk("k1", 1)])).await;
-    let jwks = Jwks::new(&JwksSource::Url(server.url()), None, Duration::from_secs(60)).unwrap();
+    let jwks = Jwks::new(
+        &JwksSource::Url(server.url()),
+        None,
+        Duration::from_secs(60),
+    )
+    .unwrap();
     let e = jwks.refresh().await.unwrap_err().to_string();
     assert!(e.contains("UnknownIssuer"), "{e}");
     assert!(jwks.state().keys.is_none());

@@ -51,8 +51,8 @@ fn ed25519_pkcs8(seed: [u8; 32]) -> Vec<u8> {
 
 fn keys() -> Keys {
     let rsa = EncodingKey::from_rsa_der(&pem_der(RSA_PEM));
-    let mut rsa_jwk = serde_json::to_value(Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap())
-        .unwrap();
+    let mut rsa_jwk =
+        serde_json::to_value(Jwk::from_encoding_key(&rsa, Algorithm::RS256).unwrap()).unwrap();
     rsa_jwk["kid"] = json!("rsa");
 
     let ec_pair = rcgen::KeyPair::generate().unwrap();
@@ -110,7 +110,11 @@ fn agent_key() -> AgentKey {
 
 fn verifier_with(settings: &TokenSettings, jwks: &Value) -> TokenVerifier {
     let set = KeySet::parse(jwks.to_string().as_bytes()).unwrap();
-    TokenVerifier::for_test(settings, Some(Arc::new(Jwks::fixed(set))), Some(&agent_key()))
+    TokenVerifier::for_test(
+        settings,
+        Some(Arc::new(Jwks::fixed(set))),
+        Some(&agent_key()),
+    )
 }
 
 fn verifier(keys: &Keys) -> TokenVerifier {
@@ -204,8 +208,16 @@ fn hs256_signed_with_the_rsa_public_key_is_refused() {
             );
         }
     }
-    let t = sign(Algorithm::HS512, &EncodingKey::from_secret(b"k"), None, &claims());
-    assert!(matches!(refused(&v, &t, "alice"), Error::BadAlgorithm { .. }));
+    let t = sign(
+        Algorithm::HS512,
+        &EncodingKey::from_secret(b"k"),
+        None,
+        &claims(),
+    );
+    assert!(matches!(
+        refused(&v, &t, "alice"),
+        Error::BadAlgorithm { .. }
+    ));
 }
 
 #[test]
@@ -214,7 +226,10 @@ fn other_asymmetric_algorithms_are_refused() {
     let v = verifier(&k);
     for alg in [Algorithm::RS384, Algorithm::RS512, Algorithm::PS256] {
         let t = sign(alg, &k.rsa, Some("rsa"), &claims());
-        assert!(matches!(refused(&v, &t, "alice"), Error::BadAlgorithm { .. }));
+        assert!(matches!(
+            refused(&v, &t, "alice"),
+            Error::BadAlgorithm { .. }
+        ));
     }
 }
 
@@ -226,12 +241,22 @@ fn alg_and_key_type_must_agree() {
     let t = sign(Algorithm::ES256, &k.ec, Some("rsa"), &claims());
     let e = refused(&v, &t, "alice");
     assert!(
-        matches!(e, Error::KeyTypeMismatch { alg: "ES256", key_type: "RSA", .. }),
+        matches!(
+            e,
+            Error::KeyTypeMismatch {
+                alg: "ES256",
+                key_type: "RSA",
+                ..
+            }
+        ),
         "{e}"
     );
     // RS256 naming the Ed25519 key.
     let t = sign(Algorithm::RS256, &k.rsa, Some("ed"), &claims());
-    assert!(matches!(refused(&v, &t, "alice"), Error::KeyTypeMismatch { .. }));
+    assert!(matches!(
+        refused(&v, &t, "alice"),
+        Error::KeyTypeMismatch { .. }
+    ));
 }
 
 #[test]
@@ -284,7 +309,14 @@ fn expiry_and_not_before_honour_the_leeway() {
     // Fractional dates are NumericDates too.
     let mut c = claims();
     c["exp"] = json!(n(600) as f64 + 0.5);
-    assert!(v.verify_at(&sign(Algorithm::ES256, &k.ec, Some("ec"), &c), "alice", now()).is_ok());
+    assert!(
+        v.verify_at(
+            &sign(Algorithm::ES256, &k.ec, Some("ec"), &c),
+            "alice",
+            now()
+        )
+        .is_ok()
+    );
     let mut c = claims();
     c["exp"] = json!("tomorrow");
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
@@ -298,7 +330,10 @@ fn exp_is_required() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("exp");
     let t = sign(Algorithm::RS256, &k.rsa, Some("rsa"), &c);
-    assert_eq!(refused(&v, &t, "alice"), Error::MissingClaim("exp".to_owned()));
+    assert_eq!(
+        refused(&v, &t, "alice"),
+        Error::MissingClaim("exp".to_owned())
+    );
 }
 
 #[test]
@@ -317,21 +352,33 @@ fn wrong_issuer_and_audience() {
     let mut c = claims();
     c.as_object_mut().unwrap().remove("iss");
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
-    assert_eq!(refused(&v, &t, "alice"), Error::MissingClaim("iss".to_owned()));
+    assert_eq!(
+        refused(&v, &t, "alice"),
+        Error::MissingClaim("iss".to_owned())
+    );
 
     let mut c = claims();
     c["aud"] = json!("another-service");
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
-    assert!(matches!(refused(&v, &t, "alice"), Error::WrongAudience { .. }));
+    assert!(matches!(
+        refused(&v, &t, "alice"),
+        Error::WrongAudience { .. }
+    ));
     c["aud"] = json!(["another-service", "a-third"]);
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
-    assert!(matches!(refused(&v, &t, "alice"), Error::WrongAudience { .. }));
+    assert!(matches!(
+        refused(&v, &t, "alice"),
+        Error::WrongAudience { .. }
+    ));
     c["aud"] = json!(["another-service", AUD]);
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
     assert!(v.verify_at(&t, "alice", now()).is_ok());
     c.as_object_mut().unwrap().remove("aud");
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
-    assert_eq!(refused(&v, &t, "alice"), Error::MissingClaim("aud".to_owned()));
+    assert_eq!(
+        refused(&v, &t, "alice"),
+        Error::MissingClaim("aud".to_owned())
+    );
 }
 
 #[test]
@@ -352,7 +399,10 @@ fn unknown_kid_and_bad_signature() {
     forged["sub"] = json!("mallory");
     let body = URL_SAFE_NO_PAD.encode(forged.to_string());
     parts[1] = &body;
-    assert_eq!(refused(&v, &parts.join("."), "mallory"), Error::BadSignature);
+    assert_eq!(
+        refused(&v, &parts.join("."), "mallory"),
+        Error::BadSignature
+    );
     // Signed by another EC key under the issuer's kid.
     let other = EncodingKey::from_ec_der(&rcgen::KeyPair::generate().unwrap().serialize_der());
     let t = sign(Algorithm::ES256, &other, Some("ec"), &claims());
@@ -382,7 +432,10 @@ fn the_user_claim_must_be_the_startup_user() {
         v.verify_at(&t, "alice@example.com", now()).unwrap().name,
         "alice@example.com"
     );
-    assert!(matches!(refused(&v, &t, "alice"), Error::UserMismatch { claim: "email", .. }));
+    assert!(matches!(
+        refused(&v, &t, "alice"),
+        Error::UserMismatch { claim: "email", .. }
+    ));
     if let Some(o) = s.oidc.as_mut() {
         o.user_claim = UserClaim::PreferredUsername;
     }
@@ -423,7 +476,11 @@ fn garbage_is_malformed() {
 fn critical_header_extensions_are_refused() {
     let k = keys();
     let v = verifier(&k);
-    let t = unsigned(&json!({"alg": "RS256", "kid": "rsa", "crit": ["exp"]}), &claims(), "c2ln");
+    let t = unsigned(
+        &json!({"alg": "RS256", "kid": "rsa", "crit": ["exp"]}),
+        &claims(),
+        "c2ln",
+    );
     assert_eq!(refused(&v, &t, "alice"), Error::CriticalHeader);
 }
 
@@ -465,7 +522,10 @@ fn groups_claim_as_array_or_string() {
     let mut c = claims();
     c["cognito:groups"] = json!(["ops"]);
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
-    assert_eq!(v.verify_at(&t, "alice", now()).unwrap().groups, ["group:ops"]);
+    assert_eq!(
+        v.verify_at(&t, "alice", now()).unwrap().groups,
+        ["group:ops"]
+    );
 }
 
 #[test]
@@ -505,7 +565,9 @@ fn agent_token_round_trip() {
 
     // Claims as documented, with a random jti.
     let claims: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(t.split('.').nth(1).unwrap()).unwrap(),
+        &URL_SAFE_NO_PAD
+            .decode(t.split('.').nth(1).unwrap())
+            .unwrap(),
     )
     .unwrap();
     assert_eq!(claims["aud"], "pgward");
@@ -515,12 +577,17 @@ fn agent_token_round_trip() {
         .issue(agent, "bot-7", &roles, Duration::from_secs(900), now())
         .unwrap();
     let claims2: Value = serde_json::from_slice(
-        &URL_SAFE_NO_PAD.decode(t2.split('.').nth(1).unwrap()).unwrap(),
+        &URL_SAFE_NO_PAD
+            .decode(t2.split('.').nth(1).unwrap())
+            .unwrap(),
     )
     .unwrap();
     assert_ne!(claims["jti"], claims2["jti"]);
 
-    assert!(matches!(refused(&v, &t, "bot-8"), Error::UserMismatch { .. }));
+    assert!(matches!(
+        refused(&v, &t, "bot-8"),
+        Error::UserMismatch { .. }
+    ));
     let later = now() + Duration::from_secs(900 + 30);
     assert!(matches!(
         v.verify_at(&t, "bot-7", later),
@@ -530,12 +597,18 @@ fn agent_token_round_trip() {
     let mut s = settings();
     s.oidc = None;
     let v = TokenVerifier::for_test(&s, None, Some(&key));
-    assert_eq!(v.verify_at(&t, "bot-7", now()).unwrap().kind, TokenKind::Agent);
+    assert_eq!(
+        v.verify_at(&t, "bot-7", now()).unwrap().kind,
+        TokenKind::Agent
+    );
     // … and are refused when agent tokens are off.
     let mut s = settings();
     s.agent = None;
     let v = verifier_with(&s, &k.jwks);
-    assert!(matches!(refused(&v, &t, "bot-7"), Error::WrongIssuer { .. }));
+    assert!(matches!(
+        refused(&v, &t, "bot-7"),
+        Error::WrongIssuer { .. }
+    ));
 }
 
 #[test]
@@ -550,15 +623,26 @@ fn agent_tokens_from_another_key_or_alg_are_refused() {
         .unwrap();
     assert!(matches!(refused(&v, &t, "bot"), Error::UnknownKid { .. }));
     // The same, without the kid that gives it away.
-    let mut c: Value =
-        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(t.split('.').nth(1).unwrap()).unwrap())
-            .unwrap();
-    let t = sign(Algorithm::EdDSA, &EncodingKey::from_ed_der(&ed25519_pkcs8([6; 32])), None, &c);
+    let mut c: Value = serde_json::from_slice(
+        &URL_SAFE_NO_PAD
+            .decode(t.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let t = sign(
+        Algorithm::EdDSA,
+        &EncodingKey::from_ed_der(&ed25519_pkcs8([6; 32])),
+        None,
+        &c,
+    );
     assert_eq!(refused(&v, &t, "bot"), Error::BadSignature);
     // An RSA token claiming the agent issuer, to smuggle a `roles` claim.
     c["roles"] = json!(["admin"]);
     let t = sign(Algorithm::RS256, &k.rsa, Some("rsa"), &c);
-    assert!(matches!(refused(&v, &t, "bot"), Error::KeyTypeMismatch { .. }));
+    assert!(matches!(
+        refused(&v, &t, "bot"),
+        Error::KeyTypeMismatch { .. }
+    ));
 }
 
 #[test]
@@ -571,10 +655,16 @@ fn agent_ttl_is_capped() {
     assert!(matches!(e, agent::Error::TtlTooLong { .. }));
     assert!(e.to_string().contains("1h"), "{e}");
     assert!(e.to_string().contains("2h"), "{e}");
-    assert!(agent_key()
-        .issue(agent, "bot", &[], Duration::from_secs(3600), now())
-        .is_ok());
-    assert!(agent_key().issue(agent, "", &[], Duration::from_secs(60), now()).is_err());
+    assert!(
+        agent_key()
+            .issue(agent, "bot", &[], Duration::from_secs(3600), now())
+            .is_ok()
+    );
+    assert!(
+        agent_key()
+            .issue(agent, "", &[], Duration::from_secs(60), now())
+            .is_err()
+    );
 
     // A token issued under a longer limit is refused once the limit is lowered.
     let mut longer = agent.clone();
@@ -602,7 +692,10 @@ fn no_keys_yet_refuses_with_the_reason() {
     let v = TokenVerifier::for_test(&s, Some(Arc::new(jwks)), Some(&agent_key()));
     let t = sign(Algorithm::RS256, &k.rsa, Some("rsa"), &claims());
     let e = refused(&v, &t, "alice");
-    assert!(matches!(&e, Error::NoKeys { issuer, .. } if issuer == ISS), "{e}");
+    assert!(
+        matches!(&e, Error::NoKeys { issuer, .. } if issuer == ISS),
+        "{e}"
+    );
     assert_eq!(e.sqlstate(), SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
     // Agent tokens still work.
     let agent = s.agent.as_ref().unwrap();
@@ -661,7 +754,13 @@ fn new_creates_the_agent_key_and_reads_a_jwks_file() {
     assert!(v.verify_at(&t, "alice", now()).is_ok());
     let key = AgentKey::load_or_create(&dir.path().join("keys/token.key")).unwrap();
     let t = key
-        .issue(s.agent.as_ref().unwrap(), "bot", &[], Duration::from_secs(60), now())
+        .issue(
+            s.agent.as_ref().unwrap(),
+            "bot",
+            &[],
+            Duration::from_secs(60),
+            now(),
+        )
         .unwrap();
     assert!(v.verify_at(&t, "bot", now()).is_ok());
     #[cfg(unix)]
