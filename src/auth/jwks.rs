@@ -89,6 +89,9 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The HTTPS client could not be set up.
+    #[error("cannot set up the HTTPS client for jwks_url: {0}")]
+    Client(String),
     /// The key-set URL is not a valid `https://` URL.
     #[error("jwks_url is not a valid https:// URL")]
     Url,
@@ -145,6 +148,8 @@ pub struct Jwks {
 pub struct RefreshTask(tokio::task::JoinHandle<()>);
 
 enum Source {
+    /// Keys given once ([`Jwks::fixed`]), never refreshed.
+    Fixed,
     File(PathBuf),
     Url {
         url: reqwest::Url,
@@ -349,7 +354,7 @@ impl Jwks {
     /// A source that always holds `keys` (never refreshed), for tests and embedding.
     pub fn fixed(keys: KeySet) -> Jwks {
         let jwks = Jwks {
-            source: Source::File(PathBuf::new()),
+            source: Source::Fixed,
             state: ArcSwap::from_pointee(KeyState::default()),
             refresh: Duration::MAX,
             kid_refetch: Duration::MAX,
@@ -377,6 +382,7 @@ impl Jwks {
     /// Why the key set could not be read; the caller logs it.
     pub async fn refresh(&self) -> Result<usize, Error> {
         let result = match &self.source {
+            Source::Fixed => return Ok(self.state().keys.as_ref().map_or(0, |k| k.len())),
             Source::File(path) => {
                 let path = path.clone();
                 tokio::task::spawn_blocking(move || read_file(&path))
@@ -410,7 +416,7 @@ impl Jwks {
     /// lacks. Ignored when the last such request was less than [`Jwks::kid_refetch_interval`]
     /// ago. Never waits.
     pub fn request_refresh(&self) -> bool {
-        if matches!(self.source, Source::File(ref p) if p.as_os_str().is_empty()) {
+        if matches!(self.source, Source::Fixed) {
             return false;
         }
         let mut last = self
@@ -441,6 +447,7 @@ impl Jwks {
     async fn refresh_loop(&self) {
         let mut retry = FIRST_RETRY;
         let mut due = match self.source {
+            Source::Fixed => return,
             Source::File(_) => false,
             Source::Url { .. } => true,
         };
@@ -489,6 +496,7 @@ impl Jwks {
 
     fn describe(&self) -> String {
         match &self.source {
+            Source::Fixed => "(fixed keys)".to_owned(),
             Source::File(p) => p.display().to_string(),
             Source::Url { shown, .. } => shown.clone(),
         }
@@ -530,10 +538,7 @@ fn http_client(ca_file: Option<&Path>) -> Result<reqwest::Client, Error> {
             builder = builder.add_root_certificate(cert);
         }
     }
-    builder.build().map_err(|e| Error::Fetch {
-        url: String::new(),
-        message: chain(&e),
-    })
+    builder.build().map_err(|e| Error::Client(chain(&e)))
 }
 
 async fn fetch(

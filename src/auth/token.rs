@@ -283,6 +283,20 @@ impl TokenVerifier {
         })
     }
 
+    /// [`TokenVerifier::new`], then [`TokenVerifier::start_refresh`]: what the server calls at
+    /// start, inside its runtime.
+    ///
+    /// # Errors
+    /// As [`TokenVerifier::new`].
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, when there is an OIDC key set to refresh.
+    pub fn start(settings: &TokenSettings) -> Result<TokenVerifier, SetupError> {
+        let mut verifier = TokenVerifier::new(settings)?;
+        verifier.start_refresh();
+        Ok(verifier)
+    }
+
     /// A verifier over given parts, for tests: an OIDC key source and an agent key.
     #[cfg(any(test, fuzzing))]
     pub fn for_test(
@@ -339,6 +353,10 @@ impl TokenVerifier {
     }
 
     /// Checks `token` (a client's cleartext password) for the startup user `startup_user`, now.
+    ///
+    /// # Performance
+    /// No I/O, no lock and no waiting: one signature check, or one per key of the token's type
+    /// when the token names no `kid`; so it is called directly from the handshake task.
     ///
     /// # Errors
     /// The precise reason the token is refused; see [`Error`].
