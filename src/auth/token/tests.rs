@@ -780,3 +780,80 @@ fn new_creates_the_agent_key_and_reads_a_jwks_file() {
         Err(SetupError::Jwks(jwks::Error::Read { .. }))
     ));
 }
+
+#[path = "../../../tests/it/support/jwks.rs"]
+mod server;
+
+#[tokio::test]
+async fn keys_from_https_arrive_in_the_background_and_an_unknown_kid_fetches_the_rotation() {
+    let ec1 = rcgen::KeyPair::generate().unwrap();
+    let ec2 = rcgen::KeyPair::generate().unwrap();
+    let jwk = |pair: &rcgen::KeyPair, kid: &str| {
+        let point = pair.public_key_raw();
+        json!({"kty": "EC", "crv": "P-256", "kid": kid,
+               "x": URL_SAFE_NO_PAD.encode(&point[1..33]), "y": URL_SAFE_NO_PAD.encode(&point[33..])})
+    };
+    let server = server::JwksServer::start(json!({"keys": [jwk(&ec1, "ec1")]}).to_string()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings();
+    if let Some(o) = s.oidc.as_mut() {
+        o.jwks = JwksSource::Url(server.url());
+        o.jwks_ca_file = Some(server.write_ca(dir.path()));
+        o.jwks_refresh = Duration::from_secs(3600);
+    }
+    if let Some(a) = s.agent.as_mut() {
+        a.key_file = dir.path().join("token.key");
+    }
+    let v = TokenVerifier::start(&s).unwrap();
+    let mut c = claims();
+    let real_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    c["iat"] = json!(real_now);
+    c["nbf"] = json!(real_now);
+    c["exp"] = json!(real_now + 600);
+    let t1 = sign(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_der(&ec1.serialize_der()),
+        Some("ec1"),
+        &c,
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match v.verify(&t1, "alice") {
+            Ok(ok) => {
+                assert_eq!(ok.kind, TokenKind::Oidc);
+                break;
+            }
+            Err(e) => assert!(matches!(e, Error::NoKeys { .. }), "{e}"),
+        }
+        assert!(std::time::Instant::now() < deadline, "no keys after 10s");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // The issuer rotates to a new key; the first token naming it asks for an early refresh.
+    server.set_body(json!({"keys": [jwk(&ec2, "ec2")]}).to_string());
+    let t2 = sign(
+        Algorithm::ES256,
+        &EncodingKey::from_ec_der(&ec2.serialize_der()),
+        Some("ec2"),
+        &c,
+    );
+    assert!(matches!(
+        v.verify(&t2, "alice"),
+        Err(Error::UnknownKid { .. })
+    ));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while v.verify(&t2, "alice").is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "rotation not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(matches!(
+        v.verify(&t1, "alice"),
+        Err(Error::UnknownKid { .. })
+    ));
+}
