@@ -674,4 +674,4 @@ fn key_from_jwk(raw: RawJwk) -> Result<Key, (Option<String>, &'static str)> {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

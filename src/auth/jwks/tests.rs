@@ -6,8 +6,9 @@ use serde_json::{Value, json};
 
 use super::*;
 
+/// The loopback HTTPS key-set server, shared with the token tests.
 #[path = "../../../tests/it/support/jwks.rs"]
-mod server;
+pub(crate) mod server;
 
 use server::JwksServer;
 

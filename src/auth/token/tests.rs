@@ -10,6 +10,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::auth::agent::AgentKey;
+use crate::auth::jwks::tests::server;
 use crate::auth::jwks::{Jwks, KeySet};
 use crate::config::{AgentTokenSettings, JwksSource, OidcSettings, TokenSettings, UserClaim};
 
@@ -780,9 +781,6 @@ fn new_creates_the_agent_key_and_reads_a_jwks_file() {
         Err(SetupError::Jwks(jwks::Error::Read { .. }))
     ));
 }
-
-#[path = "../../../tests/it/support/jwks.rs"]
-mod server;
 
 #[tokio::test]
 async fn keys_from_https_arrive_in_the_background_and_an_unknown_kid_fetches_the_rotation() {
