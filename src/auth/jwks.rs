@@ -33,6 +33,8 @@ pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 pub const MIN_RSA_BITS: usize = 2048;
 /// The longest an unknown `kid` makes the refresh task wait before it fetches again.
 const MAX_KID_REFETCH_INTERVAL: Duration = Duration::from_secs(30);
+/// The shortest refresh interval, whatever is asked.
+const MIN_REFRESH: Duration = Duration::from_millis(50);
 /// First retry delay after a failed refresh; doubles up to the refresh interval.
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 
@@ -339,8 +341,9 @@ impl Jwks {
                 keys: None,
                 last_error: Some("the key set has not been fetched yet".to_owned()),
             }),
-            refresh,
-            kid_refetch: refresh.min(MAX_KID_REFETCH_INTERVAL),
+            // A zero interval would spin.
+            refresh: refresh.max(MIN_REFRESH),
+            kid_refetch: refresh.clamp(MIN_REFRESH, MAX_KID_REFETCH_INTERVAL),
             last_kid_refetch: Mutex::new(None),
             wake: tokio::sync::Notify::new(),
         };

@@ -855,3 +855,11 @@ async fn keys_from_https_arrive_in_the_background_and_an_unknown_kid_fetches_the
         Err(Error::UnknownKid { .. })
     ));
 }
+
+#[test]
+fn the_verifier_can_be_shared_across_tasks() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<TokenVerifier>();
+    send_sync::<VerifiedToken>();
+    send_sync::<Error>();
+}
