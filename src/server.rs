@@ -53,6 +53,9 @@ pub enum Error {
     /// The admin listener can't be started.
     #[error(transparent)]
     Admin(#[from] crate::admin::Error),
+    /// The `[token]` key set or agent key is unusable.
+    #[error("token: {0}")]
+    Token(#[from] crate::auth::token::SetupError),
     /// The listen address can't be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -125,7 +128,12 @@ impl Server {
             Arc::clone(&metrics),
         ));
         tokio::spawn(Arc::clone(&pools).reap_forever());
+        let tokens = match &config.token {
+            Some(settings) => Some(Arc::new(crate::auth::TokenVerifier::start(settings)?)),
+            None => None,
+        };
         let shared = Arc::new(Shared {
+            tokens,
             client_auth,
             pools,
             config,

@@ -3,13 +3,18 @@
 //! An [`Identity`] is a name and its roles. Duty rules name roles, never identities. Nothing here
 //! ever holds a plaintext password: the identities file stores SCRAM verifiers only.
 
+pub mod agent;
 pub mod cert;
 mod identities;
+pub mod jwks;
 mod rules;
 pub mod scram;
+pub mod token;
 
+pub use agent::AgentKey;
 pub use identities::{Identities, IdentityEntry, entry_for, new_admin_token};
 pub use rules::{AddressRange, AuthMethod, AuthRule, AuthRules};
+pub use token::{Error as TokenError, TokenKind, TokenVerifier, VerifiedToken};
 
 use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 

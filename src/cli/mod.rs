@@ -8,6 +8,7 @@ mod explain;
 mod passwd;
 mod serve;
 mod test;
+mod token;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -77,6 +78,9 @@ enum Command {
     Audit(audit::AuditCommand),
     /// Print a recorded session as its client saw it.
     Replay(audit::ReplayArgs),
+    /// Agent tokens: short-lived JWTs signed with pgward's own key.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
     /// Start a throwaway PostgreSQL with sample data and pgward in front of it.
     Demo {
         /// Where pgward listens.
@@ -106,6 +110,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Test { dir } => test::run(&dir),
         Command::Audit(cmd) => audit::run(cmd),
         Command::Replay(args) => audit::replay(args),
+        Command::Token(cmd) => token::run(cmd),
     }
 }
 

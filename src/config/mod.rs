@@ -14,7 +14,7 @@ use std::time::Duration;
 
 pub use access::{CertIdentity, ClientCerts, Pool};
 pub use raw::{AuditMode, SslMode, TlsMode};
-use raw::{RawAudit, RawConfig};
+use raw::{RawAudit, RawConfig, RawToken};
 use toml::Spanned;
 
 /// PostgreSQL's own limit for one message (1 GiB − 1): large enough for any COPY row or bytea.
@@ -56,6 +56,8 @@ pub struct Config {
     pub auth: crate::auth::AuthRules,
     /// The upstream connection pool.
     pub pool: Pool,
+    /// Bearer-token authentication (`[token]`); `None` when the section is absent.
+    pub token: Option<TokenSettings>,
 }
 
 /// The `[audit]` section, validated. Present only when auditing is on.
@@ -222,6 +224,7 @@ impl Config {
         let path = |s: &Spanned<String>| base.join(s.get_ref());
         let data_dir = raw.data_dir.as_ref().map(path);
         let audit = audit(raw.audit.as_ref(), data_dir.as_deref(), base, &at)?;
+        let token = token(raw.token.as_ref(), data_dir.as_deref(), base, &at)?;
 
         let listen = raw
             .listen
@@ -278,6 +281,15 @@ impl Config {
             });
         }
         let pool = access::pool(raw.pool.as_ref(), &at)?;
+        if auth.uses(crate::auth::AuthMethod::Token) && raw.token.is_none() {
+            return Err(Error::Invalid {
+                file: file.to_owned(),
+                line: 1,
+                key: "token".to_owned(),
+                message: "an [[auth]] entry uses method \"token\": add a [token] section"
+                    .to_owned(),
+            });
+        }
 
         let up = raw.upstream;
         let password = access::secret(
@@ -448,6 +460,7 @@ impl Config {
             startup_timeout: at.duration(raw.startup_timeout.as_ref(), "startup_timeout", 60)?,
             shutdown_timeout: at.duration(raw.shutdown_timeout.as_ref(), "shutdown_timeout", 30)?,
             audit,
+            token,
         })
     }
 
@@ -550,6 +563,314 @@ fn audit(
             64 << 20,
         )? as usize,
         capture_roles: raw.capture_roles.clone().unwrap_or_default(),
+    }))
+}
+
+/// The `[token]` section, validated: which bearer tokens are accepted as passwords.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenSettings {
+    /// OIDC tokens of one issuer, when `issuer` is set.
+    pub oidc: Option<OidcSettings>,
+    /// pgward's own agent tokens, unless `agent_tokens = false`.
+    pub agent: Option<AgentTokenSettings>,
+    /// Clock skew allowed on `exp` and `nbf`.
+    pub leeway: Duration,
+    /// Accept tokens on plaintext connections from loopback addresses (TLS is required
+    /// otherwise).
+    pub allow_plaintext_loopback: bool,
+}
+
+/// OIDC tokens: who issues them, for whom, and where the issuer's keys are.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OidcSettings {
+    /// The `iss` a token must carry.
+    pub issuer: String,
+    /// The audience a token's `aud` must name.
+    pub audience: String,
+    /// Where the issuer's signing keys are.
+    pub jwks: JwksSource,
+    /// Extra CA certificates (PEM) trusted when fetching `jwks` over HTTPS.
+    pub jwks_ca_file: Option<PathBuf>,
+    /// How often the key set is read again.
+    pub jwks_refresh: Duration,
+    /// The claim that must equal the startup user.
+    pub user_claim: UserClaim,
+    /// The claim holding the token's groups, each becoming the role `group:NAME`.
+    pub groups_claim: String,
+}
+
+/// Where an issuer's JSON Web Key Set is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A local file.
+    File(PathBuf),
+    /// An `https://` URL.
+    Url(String),
+}
+
+/// The token claim that names the identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UserClaim {
+    /// `sub`
+    Sub,
+    /// `email`
+    Email,
+    /// `preferred_username`
+    PreferredUsername,
+}
+
+/// pgward's own short-lived agent tokens (`pgward token issue`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentTokenSettings {
+    /// The ed25519 key that signs them (32 bytes, created if missing).
+    pub key_file: PathBuf,
+    /// Their `iss`.
+    pub issuer: String,
+    /// Their `aud`.
+    pub audience: String,
+    /// The longest lifetime one may have.
+    pub max_ttl: Duration,
+}
+
+// === impl UserClaim ===
+
+impl UserClaim {
+    /// The claim's name in a token.
+    pub fn name(self) -> &'static str {
+        match self {
+            UserClaim::Sub => "sub",
+            UserClaim::Email => "email",
+            UserClaim::PreferredUsername => "preferred_username",
+        }
+    }
+}
+
+// === impl Config (token) ===
+
+impl Config {
+    /// Only the `[token]` section of the file at `path` (and `data_dir`), for `pgward token
+    /// issue`: no other section is validated and no secret is resolved.
+    ///
+    /// # Errors
+    /// As [`Config::load`], for the file's shape and its `[token]` section.
+    pub fn load_token(path: &Path) -> Result<Option<TokenSettings>, Error> {
+        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let file = path.display().to_string();
+        let base = path.parent().unwrap_or(Path::new("."));
+        let at = Locator {
+            file: &file,
+            text: &text,
+        };
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| Error::Invalid {
+            file: file.clone(),
+            line: e.span().map_or(0, |s| at.line(s.start)),
+            key: String::new(),
+            message: e.message().to_owned(),
+        })?;
+        let data_dir = raw.data_dir.as_ref().map(|d| base.join(d.get_ref()));
+        token(raw.token.as_ref(), data_dir.as_deref(), base, &at)
+    }
+}
+
+/// Validates `[token]`. Every key that only applies to OIDC needs `issuer`, so that a forgotten
+/// `issuer` never silently turns OIDC off.
+fn token(
+    raw: Option<&Spanned<RawToken>>,
+    data_dir: Option<&Path>,
+    base: &Path,
+    at: &Locator<'_>,
+) -> Result<Option<TokenSettings>, Error> {
+    let Some(section) = raw else {
+        return Ok(None);
+    };
+    let t = section.get_ref();
+    let string = |v: &Spanned<String>, key: &str| -> Result<String, Error> {
+        let s = v.get_ref().trim();
+        if s.is_empty() {
+            return Err(at.err(v, key, "must not be empty".to_owned()));
+        }
+        Ok(s.to_owned())
+    };
+    let within = |v: Option<&Spanned<String>>, key: &str, default: u64, min: u64, max: u64| {
+        let d = at.duration(v, key, default)?;
+        match v {
+            Some(v) if d < Duration::from_secs(min) || d > Duration::from_secs(max) => {
+                Err(at.err(v, key, format!("must be between {min}s and {max}s")))
+            }
+            _ => Ok(d),
+        }
+    };
+    let leeway = within(t.leeway.as_ref(), "token.leeway", 30, 0, 300)?;
+
+    let oidc = match &t.issuer {
+        None => {
+            let oidc_only = [
+                (&t.audience, "token.audience"),
+                (&t.jwks_file, "token.jwks_file"),
+                (&t.jwks_url, "token.jwks_url"),
+                (&t.jwks_ca_file, "token.jwks_ca_file"),
+                (&t.jwks_refresh, "token.jwks_refresh"),
+                (&t.user_claim, "token.user_claim"),
+                (&t.groups_claim, "token.groups_claim"),
+            ];
+            if let Some((Some(v), key)) = oidc_only.into_iter().find(|(v, _)| v.is_some()) {
+                return Err(at.err(
+                    v,
+                    key,
+                    "only applies to OIDC tokens: set `token.issuer` too".to_owned(),
+                ));
+            }
+            None
+        }
+        Some(iss) => {
+            let issuer = string(iss, "token.issuer")?;
+            let audience = match &t.audience {
+                Some(a) => string(a, "token.audience")?,
+                None => {
+                    return Err(at.err(
+                        iss,
+                        "token.audience",
+                        "OIDC tokens need `audience`: without it a token minted for any other \
+                         service of the issuer would be accepted"
+                            .to_owned(),
+                    ));
+                }
+            };
+            let jwks = match (&t.jwks_file, &t.jwks_url) {
+                (Some(f), None) => JwksSource::File(base.join(f.get_ref())),
+                (None, Some(u)) => {
+                    let url = u.get_ref().trim();
+                    if !url.starts_with("https://") || url.len() <= "https://".len() {
+                        return Err(at.err(
+                            u,
+                            "token.jwks_url",
+                            "must be an https:// URL".to_owned(),
+                        ));
+                    }
+                    JwksSource::Url(url.to_owned())
+                }
+                (Some(_), Some(u)) => {
+                    return Err(at.err(
+                        u,
+                        "token.jwks_url",
+                        "give either `jwks_file` or `jwks_url`, not both".to_owned(),
+                    ));
+                }
+                (None, None) => {
+                    return Err(at.err(
+                        iss,
+                        "token.jwks_file",
+                        "OIDC tokens need the issuer's keys: `jwks_file` or `jwks_url`".to_owned(),
+                    ));
+                }
+            };
+            if let (Some(ca), JwksSource::File(_)) = (&t.jwks_ca_file, &jwks) {
+                return Err(at.err(
+                    ca,
+                    "token.jwks_ca_file",
+                    "only applies to `jwks_url`".to_owned(),
+                ));
+            }
+            let user_claim = match t.user_claim.as_ref().map(|c| (c, c.get_ref().as_str())) {
+                None | Some((_, "sub")) => UserClaim::Sub,
+                Some((_, "email")) => UserClaim::Email,
+                Some((_, "preferred_username")) => UserClaim::PreferredUsername,
+                Some((c, other)) => {
+                    return Err(at.err(
+                        c,
+                        "token.user_claim",
+                        format!("unknown claim `{other}` (sub, email or preferred_username)"),
+                    ));
+                }
+            };
+            let groups_claim = match &t.groups_claim {
+                None => "groups".to_owned(),
+                Some(g) => string(g, "token.groups_claim")?,
+            };
+            Some(OidcSettings {
+                issuer,
+                audience,
+                jwks,
+                jwks_ca_file: t.jwks_ca_file.as_ref().map(|f| base.join(f.get_ref())),
+                jwks_refresh: within(
+                    t.jwks_refresh.as_ref(),
+                    "token.jwks_refresh",
+                    300,
+                    10,
+                    86_400,
+                )?,
+                user_claim,
+                groups_claim,
+            })
+        }
+    };
+
+    let agent = if let Some(off) = t.agent_tokens.as_ref().filter(|a| !*a.get_ref()) {
+        if oidc.is_none() {
+            return Err(at.err(
+                off,
+                "token.agent_tokens",
+                "with agent tokens off, `[token]` needs `issuer`, or no token is ever accepted"
+                    .to_owned(),
+            ));
+        }
+        None
+    } else {
+        let key_file = match (&t.agent_key_file, data_dir) {
+            (Some(k), _) => base.join(k.get_ref()),
+            (None, Some(d)) => d.join("token.key"),
+            (None, None) => {
+                return Err(Error::Invalid {
+                    file: at.file.to_owned(),
+                    line: at.line(section.span().start),
+                    key: "token.agent_key_file".to_owned(),
+                    message: "agent tokens need `agent_key_file` or `data_dir` (or set \
+                              `agent_tokens = false`)"
+                        .to_owned(),
+                });
+            }
+        };
+        let issuer = match &t.agent_issuer {
+            Some(i) => string(i, "token.agent_issuer")?,
+            None => "pgward".to_owned(),
+        };
+        if let Some(o) = oidc.as_ref().filter(|o| o.issuer == issuer) {
+            let span = t.agent_issuer.as_ref().or(t.issuer.as_ref());
+            return Err(Error::Invalid {
+                file: at.file.to_owned(),
+                line: span.map_or(at.line(section.span().start), |s| at.line(s.span().start)),
+                key: "token.agent_issuer".to_owned(),
+                message: format!(
+                    "agent tokens and OIDC tokens need different issuers (both are `{}`)",
+                    o.issuer
+                ),
+            });
+        }
+        Some(AgentTokenSettings {
+            key_file,
+            issuer,
+            audience: match &t.agent_audience {
+                Some(a) => string(a, "token.agent_audience")?,
+                None => "pgward".to_owned(),
+            },
+            max_ttl: within(
+                t.agent_max_ttl.as_ref(),
+                "token.agent_max_ttl",
+                3600,
+                1,
+                86_400,
+            )?,
+        })
+    };
+
+    Ok(Some(TokenSettings {
+        oidc,
+        agent,
+        leeway,
+        allow_plaintext_loopback: t.allow_plaintext_loopback.unwrap_or(false),
     }))
 }
 

@@ -40,6 +40,44 @@ pub struct RawConfig {
     pub auth: Option<Vec<super::access::RawAuthRule>>,
     /// The upstream connection pool.
     pub pool: Option<super::access::RawPool>,
+    /// Bearer tokens as the password: OIDC/JWT and pgward's own agent tokens.
+    pub token: Option<Spanned<RawToken>>,
+}
+
+/// `[token]`
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawToken {
+    /// The OIDC issuer whose tokens are accepted (`iss`); without it, only agent tokens.
+    pub issuer: Option<Spanned<String>>,
+    /// The audience an OIDC token must name (`aud`).
+    pub audience: Option<Spanned<String>>,
+    /// The issuer's signing keys: a JWKS file …
+    pub jwks_file: Option<Spanned<String>>,
+    /// … or an `https://` URL serving one.
+    pub jwks_url: Option<Spanned<String>>,
+    /// Extra CA certificates (PEM) trusted for `jwks_url`.
+    pub jwks_ca_file: Option<Spanned<String>>,
+    /// How often the key set is fetched again, e.g. `"5m"`.
+    pub jwks_refresh: Option<Spanned<String>>,
+    /// Clock skew allowed on `exp` and `nbf`, e.g. `"30s"`.
+    pub leeway: Option<Spanned<String>>,
+    /// The claim that must equal the startup user: `sub`, `email` or `preferred_username`.
+    pub user_claim: Option<Spanned<String>>,
+    /// The claim listing the token's groups (roles `group:NAME`).
+    pub groups_claim: Option<Spanned<String>>,
+    /// Whether pgward's own agent tokens (`pgward token issue`) are accepted.
+    pub agent_tokens: Option<Spanned<bool>>,
+    /// pgward's ed25519 agent-token key (default `data_dir/token.key`, created if missing).
+    pub agent_key_file: Option<Spanned<String>>,
+    /// `iss` of agent tokens.
+    pub agent_issuer: Option<Spanned<String>>,
+    /// `aud` of agent tokens.
+    pub agent_audience: Option<Spanned<String>>,
+    /// Longest lifetime `pgward token issue` may give, e.g. `"1h"`.
+    pub agent_max_ttl: Option<Spanned<String>>,
+    /// Accept tokens on plaintext connections from loopback addresses.
+    pub allow_plaintext_loopback: Option<bool>,
 }
 
 /// `[approvals]`

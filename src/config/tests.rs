@@ -152,3 +152,95 @@ fn audit_mode_off_turns_it_off() {
     .unwrap();
     assert_eq!(c.audit, None);
 }
+
+#[test]
+fn token_section_defaults_and_oidc() {
+    assert_eq!(parse(MINIMAL).unwrap().token, None);
+    let c = parse(&format!(
+        "data_dir = \"state\"\n{MINIMAL}\n[token]\nissuer = \"https://idp.example\"\n\
+         audience = \"pgward\"\njwks_url = \"https://idp.example/jwks\"\njwks_ca_file = \"ca.pem\"\n\
+         groups_claim = \"roles\"\nuser_claim = \"email\"\n"
+    ))
+    .unwrap();
+    let t = c.token.unwrap();
+    assert_eq!(t.leeway, Duration::from_secs(30));
+    assert!(!t.allow_plaintext_loopback);
+    let o = t.oidc.unwrap();
+    assert_eq!(o.issuer, "https://idp.example");
+    assert_eq!(
+        o.jwks,
+        JwksSource::Url("https://idp.example/jwks".to_owned())
+    );
+    assert_eq!(
+        o.jwks_ca_file.as_deref(),
+        Some(Path::new("/etc/pgward/ca.pem"))
+    );
+    assert_eq!(o.jwks_refresh, Duration::from_secs(300));
+    assert_eq!(o.user_claim, UserClaim::Email);
+    assert_eq!(o.groups_claim, "roles");
+    let a = t.agent.unwrap();
+    assert_eq!(a.key_file, Path::new("/etc/pgward/state/token.key"));
+    assert_eq!(
+        (a.issuer.as_str(), a.audience.as_str()),
+        ("pgward", "pgward")
+    );
+    assert_eq!(a.max_ttl, Duration::from_secs(3600));
+}
+
+#[test]
+fn token_agent_only() {
+    let c = parse(&format!(
+        "{MINIMAL}\n[token]\nagent_key_file = \"t.key\"\nagent_max_ttl = \"15m\"\n\
+         allow_plaintext_loopback = true\n"
+    ))
+    .unwrap();
+    let t = c.token.unwrap();
+    assert_eq!(t.oidc, None);
+    assert!(t.allow_plaintext_loopback);
+    let a = t.agent.unwrap();
+    assert_eq!(a.key_file, Path::new("/etc/pgward/t.key"));
+    assert_eq!(a.max_ttl, Duration::from_secs(900));
+}
+
+#[test]
+fn token_errors_name_the_key() {
+    let with = |body: &str| invalid(&format!("data_dir = \"s\"\n{MINIMAL}\n[token]\n{body}"));
+    let oidc = "issuer = \"https://idp\"\naudience = \"db\"\n";
+    let (line, key, _) = with("issuer = \"https://idp\"\njwks_file = \"k.json\"\n");
+    assert_eq!((line, key.as_str()), (13, "token.audience"));
+    let (_, key, _) = with(oidc);
+    assert_eq!(key, "token.jwks_file");
+    let (_, key, _) = with(&format!(
+        "{oidc}jwks_file = \"k.json\"\njwks_url = \"https://idp/k\"\n"
+    ));
+    assert_eq!(key, "token.jwks_url");
+    let (_, key, m) = with(&format!("{oidc}jwks_url = \"http://idp/k\"\n"));
+    assert_eq!(key, "token.jwks_url");
+    assert!(m.contains("https"), "{m}");
+    let (_, key, _) = with(&format!(
+        "{oidc}jwks_file = \"k.json\"\njwks_ca_file = \"ca.pem\"\n"
+    ));
+    assert_eq!(key, "token.jwks_ca_file");
+    let (_, key, m) = with(&format!(
+        "{oidc}jwks_file = \"k.json\"\nuser_claim = \"name\"\n"
+    ));
+    assert_eq!(key, "token.user_claim");
+    assert!(m.contains("name"), "{m}");
+    let (_, key, _) = with("audience = \"db\"\n");
+    assert_eq!(key, "token.audience");
+    let (_, key, _) = with("agent_tokens = false\n");
+    assert_eq!(key, "token.agent_tokens");
+    let (_, key, _) = with("agent_max_ttl = \"2d\"\n");
+    assert_eq!(key, "token.agent_max_ttl");
+    let (_, key, _) = with("agent_max_ttl = \"48h\"\n");
+    assert_eq!(key, "token.agent_max_ttl");
+    let (_, key, _) = with(&format!(
+        "{oidc}jwks_file = \"k.json\"\nagent_issuer = \"https://idp\"\n"
+    ));
+    assert_eq!(key, "token.agent_issuer");
+    let (_, _, m) = with("isuer = \"x\"\n");
+    assert!(m.contains("isuer"), "{m}");
+    let (_, key, m) = invalid(&format!("{MINIMAL}\n[token]\n"));
+    assert_eq!(key, "token.agent_key_file");
+    assert!(m.contains("data_dir"), "{m}");
+}

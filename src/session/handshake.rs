@@ -442,7 +442,7 @@ async fn authenticate(
     }))
 }
 
-async fn read_password_message(
+pub(super) async fn read_password_message(
     stream: &mut Stream,
     buf: &mut BytesMut,
 ) -> Result<Option<bytes::Bytes>, Refusal> {
@@ -458,7 +458,7 @@ async fn read_password_message(
     }
 }
 
-fn client_gone(_: std::io::Error) -> Refusal {
+pub(super) fn client_gone(_: std::io::Error) -> Refusal {
     Refusal::new(SqlState::CONNECTION_FAILURE, "client closed the connection")
 }
 

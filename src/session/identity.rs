@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{BufMut, BytesMut};
+use pgwire::messages::startup::Authentication;
+use tokio::io::AsyncWriteExt;
 use tracing::info;
 
 use super::{Refusal, Shared};
@@ -12,7 +14,7 @@ use crate::auth::{AuthMethod, Identity};
 use crate::config::Upstream;
 use crate::net::Stream;
 use crate::policy::RuleSet;
-use crate::proto::{HEADER_LEN, MessageReader, SqlState, tag};
+use crate::proto::{self, HEADER_LEN, MessageReader, SqlState, tag};
 use crate::upstream::Login;
 
 /// PostgreSQL keeps `application_name` to NAMEDATALEN - 1 bytes.
@@ -78,19 +80,77 @@ pub(super) fn by_certificate(
     })
 }
 
-/// The token method: asks for a password and verifies it as a JWT.
+/// The token method: asks for a password and verifies it as a JWT (an OIDC provider's or a
+/// `pgward token issue` agent token). Only over TLS, or plaintext from loopback when
+/// `allow_plaintext_loopback` is set: a token is a bearer credential, so pgward refuses before
+/// asking for it rather than let it cross the network in clear.
+///
+/// The identity's roles are the agent token's `roles` and those whose members match its name
+/// or OIDC groups; the identities file is not consulted, so an IdP user can never pick up the
+/// roles of a same-named SCRAM identity.
 pub(super) async fn by_token(
-    _stream: &mut Stream,
-    _peer: SocketAddr,
-    _shared: &Arc<Shared>,
+    stream: &mut Stream,
+    peer: SocketAddr,
+    shared: &Arc<Shared>,
     user: &str,
-    _out: &mut BytesMut,
+    out: &mut BytesMut,
 ) -> Result<Option<Identity>, Refusal> {
-    info!(
-        user,
-        "Token authentication refused: no [token] section is configured"
-    );
-    Err(refused(user))
+    let (Some(verifier), Some(settings)) = (&shared.tokens, &shared.config.token) else {
+        info!(
+            user,
+            "Token authentication refused: no [token] section is configured"
+        );
+        return Err(refused(user));
+    };
+    let loopback_allowed = settings.allow_plaintext_loopback && peer.ip().is_loopback();
+    if !(stream.is_tls() || loopback_allowed) {
+        info!(
+            user,
+            "Token authentication refused: tokens are accepted only over TLS"
+        );
+        return Err(refused(user)
+            .hint("connect with sslmode=require; pgward does not take tokens in plaintext"));
+    }
+    proto::write_auth(out, Authentication::CleartextPassword);
+    stream
+        .write_all(out)
+        .await
+        .map_err(super::handshake::client_gone)?;
+    stream
+        .flush()
+        .await
+        .map_err(super::handshake::client_gone)?;
+    out.clear();
+    let mut buf = BytesMut::new();
+    let Some(body) = super::handshake::read_password_message(stream, &mut buf).await? else {
+        return Ok(None);
+    };
+    let token = body.strip_suffix(b"\0").unwrap_or(&body);
+    let verified = std::str::from_utf8(token)
+        .map_err(|_| "the password is not UTF-8".to_owned())
+        .and_then(|t| verifier.verify(t, user).map_err(|e| e.to_string()));
+    match verified {
+        Ok(v) => {
+            info!(user, issuer = %v.issuer, kind = ?v.kind, "Token accepted");
+            Ok(Some(Identity {
+                name: v.name,
+                roles: v.roles,
+                groups: v
+                    .groups
+                    .iter()
+                    .map(|g| g.strip_prefix("group:").unwrap_or(g).to_owned())
+                    .collect(),
+                method: AuthMethod::Token,
+            }))
+        }
+        Err(reason) => {
+            info!(user, %reason, "Token authentication failed");
+            Err(crate::auth::Error::Failed {
+                user: user.to_owned(),
+            }
+            .into())
+        }
+    }
 }
 
 /// The server login for a session: that of its first role (in the order roles are resolved:

@@ -84,6 +84,8 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Set to `true` when pgward is shutting down: sessions end once idle.
     pub shutdown: tokio::sync::watch::Sender<bool>,
+    /// Verifies bearer tokens, when `[token]` is configured.
+    pub tokens: Option<Arc<crate::auth::TokenVerifier>>,
     /// Server connections: pooled per (database, login, startup parameters), or direct.
     pub pools: Arc<crate::upstream::Pools>,
 }

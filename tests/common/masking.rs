@@ -62,6 +62,8 @@ pub fn offline_catalog() -> Arc<ColumnCatalog> {
         ca_file: None,
         connect_timeout: std::time::Duration::from_secs(1),
         databases: Default::default(),
+        logins: Default::default(),
+        application_name: String::new(),
     };
     Arc::new(ColumnCatalog::new(
         "db",

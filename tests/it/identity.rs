@@ -137,10 +137,9 @@ method = "scram"
     let other_db = h
         .conninfo(harness::USER, harness::PASSWORD)
         .replace(&format!("dbname={}", h.database), "dbname=postgres");
-    let e = tokio_postgres::connect(&other_db, tokio_postgres::NoTls)
-        .await
-        .err()
-        .expect("refused");
+    let Err(e) = tokio_postgres::connect(&other_db, tokio_postgres::NoTls).await else {
+        panic!("a database outside the entry's globs was served");
+    };
     assert_eq!(refusal(&e).0, SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
     h.client().await.simple_query("SELECT 1").await.unwrap();
 }
@@ -173,7 +172,7 @@ async fn cert_harness(ca: &Ca, extra_dir: &Path) -> Running {
         .identity("svc-report", "unused-pw", &["reporting"])
         .identity("mallory", "unused-pw", &[])
         .tls("allow")
-        .config(&format!(
+        .config(
             r#"
 [[auth]]
 identities = ["svc-*", "mallory"]
@@ -181,8 +180,8 @@ method = "cert"
 
 [[auth]]
 method = "scram"
-"#
-        ))
+"#,
+        )
         .client_ca(&ca_path)
         .start()
         .await
@@ -229,17 +228,13 @@ async fn a_client_certificate_from_the_ca_names_the_identity_and_others_are_refu
     let stranger = Ca::new("another CA").client("svc-report");
     let e = connect("svc-report", Some(&stranger))
         .await
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert_eq!(refusal(&e), expected("svc-report"));
     // A good certificate naming someone else.
-    let e = connect("mallory", Some(&good))
-        .await
-        .err()
-        .expect("refused");
+    let e = connect("mallory", Some(&good)).await.expect_err("refused");
     assert_eq!(refusal(&e), expected("mallory"));
     // No certificate over TLS, and plaintext.
-    let e = connect("svc-report", None).await.err().expect("refused");
+    let e = connect("svc-report", None).await.expect_err("refused");
     assert_eq!(refusal(&e), expected("svc-report"));
     let e = h.client_as("svc-report", "unused-pw").await.unwrap_err();
     assert_eq!(refusal(&e), expected("svc-report"));

@@ -17,3 +17,5 @@ mod psql;
 mod relay;
 mod rules;
 mod tls;
+mod token;
+mod token_cli;

@@ -1,6 +1,7 @@
 //! Shared test support: a throwaway PostgreSQL, pgward in-process, raw-frame helpers.
 
 pub mod harness;
+pub mod jwks;
 pub mod pg;
 pub mod process;
 pub mod wire;
