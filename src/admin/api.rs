@@ -74,7 +74,7 @@ pub struct Api {
     shared: Arc<Shared>,
 }
 
-/// Who is calling, resolved once per request by [`Api::authenticate`]: the identity, its
+/// Who is calling, resolved once per request by `Api::authenticate`: the identity, its
 /// roles under the live rules, and the credential it used. Every route decides from this, so
 /// a new kind of credential only has to produce one.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! The audit routes' work: reading the log back as session summaries and timelines, and
 //! verifying its chain, for auditors using the API or the console.
 //!
-//! Everything here is blocking file I/O over [`replay`] and [`verify`](crate::audit::verify):
+//! Everything here is blocking file I/O over [`replay`] and [`verify`](mod@crate::audit::verify):
 //! the API calls it through `spawn_blocking`, never on the async runtime. The log may be being
 //! written while it is read: [`replay::load`] skips a torn tail, and a verification that finds
 //! the newest file torn is repeated once the write has had time to finish, so that a write in

@@ -139,9 +139,7 @@ impl Driver {
 
 impl Browser {
     async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.session));
+        let mut req = self.http.request(method, format!("{}{path}", self.session));
         if let Some(b) = body {
             req = req.json(&b);
         }
@@ -263,9 +261,7 @@ impl Browser {
 
     /// Saves a PNG of the window to `path`.
     pub async fn screenshot(&self, path: &Path) {
-        let v = self
-            .call(reqwest::Method::GET, "/screenshot", None)
-            .await;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
         let png = base64::engine::general_purpose::STANDARD
             .decode(v.as_str().expect("a screenshot"))
             .expect("base64 PNG");

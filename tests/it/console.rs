@@ -271,7 +271,10 @@ async fn can_decide_is_what_the_duty_checks_would_answer() {
     let other = listed(h, &s.bob, &id).await;
     assert_eq!(other["can_decide"], false);
     let why = other["cannot_decide"].as_str().unwrap();
-    assert!(why.contains("not an approver of rule dev-ddl-needs-two-dbas"), "{why}");
+    assert!(
+        why.contains("not an approver of rule dev-ddl-needs-two-dbas"),
+        "{why}"
+    );
 
     // dora may, and after approving once (of two) she may not again.
     let approver = listed(h, &s.dora, &id).await;
@@ -299,7 +302,10 @@ async fn auditors_list_sessions_read_timelines_follow_and_verify() {
     let s = setup(true).await;
     let h = &s.h;
     let agent = agent_client(h).await;
-    agent.batch_execute("SELECT count(*) FROM orders").await.unwrap();
+    agent
+        .batch_execute("SELECT count(*) FROM orders")
+        .await
+        .unwrap();
     let e = agent.batch_execute("DROP TABLE orders").await.unwrap_err();
     assert_eq!(e.code().unwrap().code(), "42501");
     let held = held_insert(agent);
