@@ -958,6 +958,31 @@ mod tests {
     }
 
     #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("agent%2D7"), "agent-7");
+        assert_eq!(percent_decode("group%3Aai+agents"), "group:ai agents");
+        assert_eq!(
+            percent_decode("2026-01-02T03%3A04%3A05.000Z"),
+            "2026-01-02T03:04:05.000Z"
+        );
+        // Malformed escapes stay as they are; invalid UTF-8 can't match an identity.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        let pairs: Vec<(String, String)> = query_pairs("identity=a%40b&&decision=&x").collect();
+        assert_eq!(
+            pairs,
+            [
+                ("identity".to_owned(), "a@b".to_owned()),
+                ("decision".to_owned(), String::new()),
+                ("x".to_owned(), String::new()),
+            ]
+        );
+        assert!(session_id("abc-12").is_ok());
+        assert!(matches!(session_id("../x"), Err(Error::NoSession(_))));
+    }
+
+    #[test]
     fn bodies_parse_strictly_and_empty_means_empty_object() {
         assert!(parse_body::<ApproveBody>(b"").is_ok());
         assert!(parse_body::<ApproveBody>(b" \n").is_ok());

@@ -238,3 +238,137 @@ pub fn build_timeline<'a>(
     }
     view
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    use super::*;
+    use crate::audit::chain::GENESIS;
+    use crate::audit::record::Envelope;
+    use crate::audit::{
+        ApprovalEvent, ApprovalEventKind, Outcome, SessionEnd, SessionStart, Statement,
+    };
+
+    fn stored(seq: u64, record: Record) -> StoredRecord {
+        StoredRecord {
+            envelope: Envelope {
+                seq,
+                instance: "i".to_owned(),
+                record,
+            },
+            prev_hash: GENESIS,
+            hash: GENESIS,
+        }
+    }
+
+    fn at(ms: u64) -> std::time::SystemTime {
+        UNIX_EPOCH + Duration::from_millis(ms)
+    }
+
+    fn statement(seq: u64, text: &str, decision: &str, request: Option<&str>) -> Record {
+        Record::Statement(Statement {
+            session: 1,
+            seq,
+            time: at(2000 + seq),
+            text: text.to_owned(),
+            params: vec![Some("***".to_owned())],
+            class: "write".to_owned(),
+            tables: vec!["public.orders".to_owned()],
+            decision: decision.to_owned(),
+            rule: Some("r".to_owned()),
+            approval_request: request.map(str::to_owned),
+            approvers: request.map(|_| vec!["dora".to_owned()]).unwrap_or_default(),
+            masked_columns: vec![],
+        })
+    }
+
+    fn approval(request: &str, event: ApprovalEventKind, actor: &str) -> Record {
+        Record::Approval(ApprovalEvent {
+            request: request.to_owned(),
+            event,
+            session: Some(1),
+            actor: actor.to_owned(),
+            reason: None,
+            time: at(1500),
+        })
+    }
+
+    /// Outcomes find their statements by number, and a held statement's approval events (logged
+    /// while it waited, before its statement record) are attached to it.
+    #[test]
+    fn a_timeline_groups_records_by_statement() {
+        let records = [
+            stored(
+                1,
+                Record::SessionStart(SessionStart {
+                    session: 1,
+                    time: at(1000),
+                    identity: "agent-7".to_owned(),
+                    roles: vec!["agent".to_owned()],
+                    client_addr: "127.0.0.1:1".to_owned(),
+                    tls: false,
+                    application_name: String::new(),
+                    database: "db".to_owned(),
+                    upstream_user: "app".to_owned(),
+                }),
+            ),
+            stored(2, statement(1, "DROP TABLE t", "deny", None)),
+            stored(3, approval("req-1", ApprovalEventKind::Created, "agent-7")),
+            stored(4, approval("req-1", ApprovalEventKind::Approved, "dora")),
+            stored(
+                5,
+                approval("req-9", ApprovalEventKind::Withdrawn, "agent-7"),
+            ),
+            stored(6, statement(2, "DELETE FROM t", "approve", Some("req-1"))),
+            stored(
+                7,
+                Record::Outcome(Outcome {
+                    session: 1,
+                    seq: 2,
+                    time: at(3000),
+                    command_tag: Some("DELETE 1".to_owned()),
+                    rows: Some(1),
+                    bytes: 0,
+                    duration_us: 10,
+                    sqlstate: None,
+                    message: None,
+                }),
+            ),
+            stored(
+                8,
+                Record::SessionEnd(SessionEnd {
+                    session: 1,
+                    time: at(4000),
+                    reason: "client closed".to_owned(),
+                }),
+            ),
+        ];
+        let t = build_timeline("i-1".to_owned(), &records);
+        assert_eq!(
+            t.start.as_ref().map(|s| s.identity.as_str()),
+            Some("agent-7")
+        );
+        assert_eq!(t.statements.len(), 2);
+        assert!(t.statements[0].outcome.is_none());
+        assert!(t.statements[0].approval_events.is_empty());
+        let held = &t.statements[1];
+        assert_eq!(held.approvers, ["dora"]);
+        let events: Vec<&str> = held
+            .approval_events
+            .iter()
+            .map(|e| e.event.as_str())
+            .collect();
+        assert_eq!(events, ["created", "approved"]);
+        assert_eq!(
+            held.outcome.as_ref().and_then(|o| o.command_tag.as_deref()),
+            Some("DELETE 1")
+        );
+        assert_eq!(t.approval_events.len(), 1, "req-9 has no statement");
+        assert_eq!(
+            t.end.as_ref().map(|e| e.reason.as_str()),
+            Some("client closed")
+        );
+        assert_eq!(t.last_seq, 8);
+    }
+}

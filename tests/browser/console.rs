@@ -20,11 +20,11 @@ fn screenshot_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots"))
 }
 
-async fn sign_in(b: &Browser, console: &str, token: &str) {
+async fn sign_in(b: &Browser, console: &str, identity: &str, token: &str) {
     b.goto(console).await;
     b.type_into("[data-testid=token-input]", token).await;
     b.click("[data-testid=sign-in]").await;
-    b.wait_for("[data-testid=whoami]:not(:empty)").await;
+    b.wait_for_text("[data-testid=whoami]", identity).await;
 }
 
 async fn sign_out(b: &Browser) {
@@ -56,7 +56,7 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
     let card = format!("[data-testid=request][data-request-id='{id}']");
 
     // The agent signs in: its own request is listed, without Approve or Reject, saying why.
-    sign_in(&b, &console, &s.agent).await;
+    sign_in(&b, &console, AGENT, &s.agent).await;
     let own = b.wait_for(&card).await;
     let why = b
         .wait_for_text(
@@ -74,7 +74,7 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
     sign_out(&b).await;
 
     // dora, a DBA, signs in, sees the statement and approves it.
-    sign_in(&b, &console, &s.dora).await;
+    sign_in(&b, &console, "dora", &s.dora).await;
     b.wait_for_text(
         &format!("{card} [data-testid=request-sql]"),
         "INSERT INTO orders (id, note) VALUES ($1, $2)",
@@ -106,7 +106,7 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
     sign_out(&b).await;
 
     // audrey, an auditor, finds the agent's session and sees the approved statement.
-    sign_in(&b, &console, &s.audrey).await;
+    sign_in(&b, &console, "audrey", &s.audrey).await;
     b.wait_for_text("[data-testid=verify-status]", "verified")
         .await;
     b.click("[data-testid=nav-sessions]").await;

@@ -16,7 +16,9 @@
     view: null,
     approvalsTimer: null,
     rejecting: null,
+    shownApprovals: null,
     session: null,
+    lastSeq: 0,
     followAbort: null,
   };
 
@@ -139,6 +141,8 @@
     stopAll();
     for (const id of ['nav', 'who', 'approvals', 'sessions', 'timeline']) show(id, false);
     $('requests').replaceChildren();
+    state.shownApprovals = null;
+    $('whoami').textContent = '';
     $('sessions-body').replaceChildren();
     $('timeline-statements').replaceChildren();
     flash('');
@@ -185,6 +189,16 @@
     $('approvals-error').textContent = '';
     const requests = answer.requests || [];
     show('approvals-empty', requests.length === 0);
+    // Redraw only when something changed, so that a refresh never swaps a button out from
+    // under a click or moves the keyboard focus; otherwise just tick the ages.
+    const seen = JSON.stringify(requests);
+    if (seen === state.shownApprovals) {
+      for (const age of document.querySelectorAll('[data-testid=request-age]')) {
+        age.textContent = `waiting ${ago(Number(age.dataset.created))}`;
+      }
+      return;
+    }
+    state.shownApprovals = seen;
     $('requests').replaceChildren(...requests.map(requestCard));
   }
 
@@ -213,7 +227,11 @@
         { class: 'request-head' },
         el('span', { class: 'badge class' }, st.class),
         el('strong', { 'data-testid': 'request-rule' }, r.rule),
-        el('span', { class: 'muted', 'data-testid': 'request-age' }, `waiting ${ago(r.created_at.unix_ms)}`),
+        el(
+          'span',
+          { class: 'muted', 'data-testid': 'request-age', 'data-created': r.created_at.unix_ms },
+          `waiting ${ago(r.created_at.unix_ms)}`,
+        ),
       ),
       el('pre', { class: 'sql', 'data-testid': 'request-sql' }, st.sql),
       params(st.params, st.params_masked),
@@ -284,6 +302,7 @@
       };
       flash(`Request ${id} ${done[result.outcome] || result.outcome}.`);
       state.rejecting = null;
+      state.shownApprovals = null;
       loadApprovals();
     } catch (e) {
       error.textContent = errorText(e);
