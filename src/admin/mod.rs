@@ -14,8 +14,12 @@
 //! # Security
 //! The admin API never decides anything itself: approvals go through
 //! [`Approvals::decide`](crate::approval::Approvals::decide) and so through the duty checks,
-//! with the approver's roles resolved from the live rule set at the moment of the decision. A
-//! failing admin connection never touches a client session: they share no task and no lock
+//! with the approver's roles resolved from the live rule set at the moment of the decision.
+//! What it tells a viewer they may decide (`can_decide`) comes from the same checks
+//! ([`Request::may_decide`](crate::approval::Request::may_decide)), so the console never offers
+//! a decision the API would refuse. The audit log is read only for holders of
+//! `[admin] auditor_roles`, off the async runtime, and shown as it is stored (already masked).
+//! A failing admin connection never touches a client session: they share no task and no lock
 //! beyond the approval store.
 
 pub mod api;
