@@ -524,29 +524,34 @@ impl Api {
             }
         }
         let deadline = tokio::time::Instant::now() + wait;
+        let mut stamp = {
+            let dir = dir.clone();
+            blocking(move || super::audit::stamp(&dir)).await?
+        };
+        let mut follower = {
+            let dir = dir.clone();
+            blocking(move || super::audit::Follower::open(&dir, &id)).await?
+        };
         loop {
-            let stamp = {
-                let dir = dir.clone();
-                blocking(move || super::audit::stamp(&dir)).await?
-            };
-            let view = {
-                let (dir, id) = (dir.clone(), id.clone());
-                blocking(move || super::audit::timeline(&dir, &id, after)).await?
-            };
+            let view = follower.timeline(after);
             if view.changed || view.end.is_some() || tokio::time::Instant::now() >= deadline {
                 return Ok(json(StatusCode::OK, &view));
             }
-            // Nothing new yet: sleep until the log grows (or the wait is over), then read it
-            // again. Dropping this future (the client went away) ends the wait.
-            loop {
-                tokio::time::sleep(FOLLOW_POLL).await;
-                let now = {
-                    let dir = dir.clone();
-                    blocking(move || super::audit::stamp(&dir)).await?
-                };
-                if now != stamp || tokio::time::Instant::now() >= deadline {
-                    break;
-                }
+            // Nothing new yet: sleep until the log grows (or the wait is over), then read what
+            // was appended. Dropping this future (the client went away) ends the wait.
+            tokio::time::sleep(FOLLOW_POLL).await;
+            let grown = {
+                let dir = dir.clone();
+                blocking(move || super::audit::stamp(&dir)).await?
+            };
+            if grown != stamp {
+                stamp = grown;
+                follower = blocking(move || {
+                    let mut f = follower;
+                    f.poll()?;
+                    Ok(f)
+                })
+                .await?;
             }
         }
     }

@@ -21,7 +21,7 @@ use super::view::{
     SessionSummaryView, TimeView, TimelineStatement, TimelineView, VerifyView,
 };
 use crate::audit::batch::StoredRecord;
-use crate::audit::replay::{self, Selector, SessionKey};
+use crate::audit::replay::{self, LogReader, Selector, SessionKey};
 use crate::audit::{BreakKind, Error, Record, file, verify};
 
 /// How often a torn newest file is re-read before it counts as a break.
@@ -51,20 +51,62 @@ pub fn sessions(dir: &Path, filter: &replay::Filter) -> Result<Vec<SessionSummar
         .collect())
 }
 
-/// The session `id` (`INSTANCE-NUMBER`, or `NUMBER` when only one instance used it) as a
-/// timeline; with `after`, [`TimelineView::changed`] says whether it has records newer than
-/// that log sequence number.
-///
-/// # Errors
-/// [`Error::NoSession`] when the log has no such session (or several); read errors.
-pub fn timeline(dir: &Path, id: &str, after: Option<u64>) -> Result<TimelineView, Error> {
-    let records = replay::load(dir)?;
-    let key = SessionKey::find(&records, id).map_err(Error::NoSession)?;
-    let name = key.to_string();
-    let mut selector = Selector::new(key);
-    let mut view = build_timeline(name, records.iter().filter(|r| selector.admits(r)));
-    view.changed = after.is_none_or(|a| view.last_seq > a);
-    Ok(view)
+/// One session read from the log, and kept up to date as the log grows: following it costs
+/// what is appended, not a new read of the whole log.
+#[derive(Debug)]
+pub struct Follower {
+    /// `INSTANCE-NUMBER`.
+    id: String,
+    reader: LogReader,
+    selector: Selector,
+    /// The session's records so far, in log order.
+    records: Vec<StoredRecord>,
+}
+
+// === impl Follower ===
+
+impl Follower {
+    /// Reads the log in `dir` and finds the session `id` (`INSTANCE-NUMBER`, or `NUMBER` when
+    /// only one instance used it).
+    ///
+    /// # Errors
+    /// [`Error::NoSession`] when the log has no such session (or several); read errors.
+    pub fn open(dir: &Path, id: &str) -> Result<Follower, Error> {
+        let mut reader = LogReader::new(dir);
+        let all = reader.read_new()?;
+        let key = SessionKey::find(&all, id).map_err(Error::NoSession)?;
+        let id = key.to_string();
+        let mut selector = Selector::new(key);
+        let records = all.into_iter().filter(|r| selector.admits(r)).collect();
+        Ok(Follower {
+            id,
+            reader,
+            selector,
+            records,
+        })
+    }
+
+    /// Reads what the log gained since; returns whether the session has new records.
+    ///
+    /// # Errors
+    /// When the log can't be read.
+    pub fn poll(&mut self) -> Result<bool, Error> {
+        let before = self.records.len();
+        for r in self.reader.read_new()? {
+            if self.selector.admits(&r) {
+                self.records.push(r);
+            }
+        }
+        Ok(self.records.len() > before)
+    }
+
+    /// The session as a timeline; with `after`, [`TimelineView::changed`] says whether it has
+    /// records newer than that log sequence number.
+    pub fn timeline(&self, after: Option<u64>) -> TimelineView {
+        let mut view = build_timeline(self.id.clone(), &self.records);
+        view.changed = after.is_none_or(|a| view.last_seq > a);
+        view
+    }
 }
 
 /// A stamp of the log's state: each file's number and length. It changes whenever a record

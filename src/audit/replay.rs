@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Error;
@@ -69,6 +69,18 @@ pub struct Selector {
     key: SessionKey,
     /// Approval requests of this session's statements, so that their events are shown.
     requests: HashSet<String>,
+}
+
+/// Reads a log that may be growing, a step at a time: each [`LogReader::read_new`] returns the
+/// records written since the one before. Only the newest file read so far and any after it are
+/// read again, so following a live log costs what was appended, not the whole log.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    dir: PathBuf,
+    /// The newest file read so far: it may have grown.
+    from_file: u64,
+    /// The highest sequence number returned so far.
+    seen: u64,
 }
 
 /// Renders one session's records as text, record by record (so that `--follow` can feed it).
@@ -238,6 +250,39 @@ pub fn render_sessions(list: &[SessionSummary]) -> String {
         .collect();
     let header: Vec<String> = header.iter().map(|h| (*h).to_owned()).collect();
     table(&header, &rows)
+}
+
+// === impl LogReader ===
+
+impl LogReader {
+    /// A reader of the log in `dir`; its first [`LogReader::read_new`] returns every record.
+    pub fn new(dir: &Path) -> Self {
+        LogReader {
+            dir: dir.to_owned(),
+            from_file: 0,
+            seen: 0,
+        }
+    }
+
+    /// The records written since the last call, in log order. A torn tail (a write in flight)
+    /// is left for the next call.
+    ///
+    /// # Errors
+    /// When a file or the directory can't be read.
+    pub fn read_new(&mut self) -> Result<Vec<StoredRecord>, Error> {
+        let mut fresh = Vec::new();
+        for f in file::list(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            if f.number >= self.from_file {
+                load_file(&f.path, &mut fresh)?;
+                self.from_file = f.number;
+            }
+        }
+        fresh.retain(|r| r.envelope.seq > self.seen);
+        if let Some(last) = fresh.iter().map(|r| r.envelope.seq).max() {
+            self.seen = last;
+        }
+        Ok(fresh)
+    }
 }
 
 // === impl Selector ===
@@ -446,42 +491,24 @@ pub fn follow(
     poll: Duration,
     out: &mut dyn std::io::Write,
 ) -> Result<(), Error> {
-    let records = load(dir)?;
+    let mut reader = LogReader::new(dir);
+    let mut records = reader.read_new()?;
     let key = SessionKey::find(&records, id).map_err(Error::NoSession)?;
     let mut r = Renderer::new(key);
     let mut text = String::new();
-    let mut seen = 0;
     let mut ended = false;
-    for rec in &records {
-        ended |= r.record(rec, &mut text);
-        seen = rec.envelope.seq;
-    }
     let output = |e| Error::io(Path::new("output"), e);
-    out.write_all(text.as_bytes()).map_err(output)?;
-    out.flush().map_err(output)?;
-    let mut from_file = file::list(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .last()
-        .map_or(0, |f| f.number);
-    while follow && !ended {
-        std::thread::sleep(poll);
-        // Only the newest file read so far and any after it can hold new records.
+    loop {
         text.clear();
-        let mut fresh = Vec::new();
-        for f in file::list(dir).map_err(|e| Error::io(dir, e))? {
-            if f.number >= from_file {
-                load_file(&f.path, &mut fresh)?;
-                from_file = f.number;
-            }
-        }
-        for rec in &fresh {
-            if rec.envelope.seq > seen {
-                ended |= r.record(rec, &mut text);
-                seen = rec.envelope.seq;
-            }
+        for rec in &records {
+            ended |= r.record(rec, &mut text);
         }
         out.write_all(text.as_bytes()).map_err(output)?;
         out.flush().map_err(output)?;
+        if !follow || ended {
+            return Ok(());
+        }
+        std::thread::sleep(poll);
+        records = reader.read_new()?;
     }
-    Ok(())
 }
