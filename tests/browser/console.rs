@@ -1,7 +1,9 @@
 //! The console end to end in headless Chromium (Debian's `chromium` and `chromium-driver`):
 //! an agent's statement is held; the agent's own sign-in shows no Approve button for it; a DBA
-//! signs in, sees it, approves it, and the agent's statement completes; an auditor opens the
-//! agent's session and sees the approved statement and the verified log. Screenshots go to
+//! signs in, sees it, approves it, and the agent's statement completes; the DBA rejects the
+//! agent's next write with a reason, which the agent is told; an auditor opens the agent's
+//! session, sees the approved and the rejected statement and the verified log, and follows the
+//! session live while the agent runs another statement. Screenshots go to
 //! `$PGWARD_SCREENSHOTS` (the runner's `--screenshots` points it at `docs/screenshots`), else
 //! under the target directory.
 //!
@@ -102,7 +104,37 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
     b.wait_for_text("[data-testid=flash]", "approved").await;
     b.wait_for("[data-testid=approvals-empty]:not([hidden])")
         .await;
-    drop(agent);
+
+    // The agent's next write is held; dora rejects it with a reason, which the agent is told.
+    let delete = tokio::spawn(async move {
+        let r = agent
+            .execute("DELETE FROM orders WHERE id = $1", &[&42i32])
+            .await;
+        (r, agent)
+    });
+    let second = pending_id(&s.h).await;
+    let card = format!("[data-testid=request][data-request-id='{second}']");
+    b.click(&format!("{card} [data-testid=reject]")).await; // shown by the 2 s refresh
+    b.type_into(
+        &format!("{card} [data-testid=reject-reason]"),
+        "not during the sale",
+    )
+    .await;
+    b.click(&format!("{card} [data-testid=reject-confirm]"))
+        .await;
+    let (r, agent) = tokio::time::timeout(Duration::from_secs(20), delete)
+        .await
+        .expect("the rejected statement fails at once")
+        .unwrap();
+    let e = r.expect_err("rejected");
+    let db = e.as_db_error().expect("a server error");
+    assert_eq!(db.code().code(), "42501");
+    assert!(
+        db.message()
+            .contains("rejected by dora: not during the sale"),
+        "{db:?}"
+    );
+    b.wait_for_text("[data-testid=flash]", "rejected").await;
     sign_out(&b).await;
 
     // audrey, an auditor, finds the agent's session and sees the approved statement.
@@ -132,7 +164,39 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
         "INSERT 0 1",
     )
     .await;
+    // The rejected write is logged as refused; its request's events are listed with the session.
+    let rejected = "[data-testid=timeline-statement][data-seq='3']";
+    b.wait_for_text(
+        &format!("{rejected} [data-testid=statement-decision]"),
+        "deny",
+    )
+    .await;
+    b.wait_for_text(
+        &format!("{rejected} [data-testid=statement-outcome]"),
+        "ERROR 42501",
+    )
+    .await;
+    b.wait_for_text(
+        "[data-testid=timeline-events]",
+        "rejected by dora: not during the sale",
+    )
+    .await;
+
+    // Following the open session live: the agent's next statement appears by itself.
+    b.click("[data-testid=follow]").await;
+    agent
+        .batch_execute("SELECT id FROM orders WHERE id = 42")
+        .await
+        .unwrap();
+    b.wait_for_text(
+        "[data-testid=timeline-statement][data-seq='4'] [data-testid=statement-sql]",
+        "SELECT id FROM orders WHERE id = 42",
+    )
+    .await;
+    b.resize(1280, 1900).await;
     b.screenshot(&shots.join("console-timeline.png")).await;
+    drop(agent);
+    b.wait_for_text("[data-testid=timeline-end]", "Ended").await;
     b.close().await;
     println!("screenshots in {}", shots.display());
 }

@@ -259,6 +259,14 @@ impl Browser {
         assert!(v.is_null(), "typing failed: {v}");
     }
 
+    /// Resizes the window (to fit a long page in a screenshot).
+    pub async fn resize(&self, width: u32, height: u32) {
+        let v = self
+            .post("/window/rect", json!({ "width": width, "height": height }))
+            .await;
+        assert!(v.is_object(), "resizing failed: {v}");
+    }
+
     /// Saves a PNG of the window to `path`.
     pub async fn screenshot(&self, path: &Path) {
         let v = self.call(reqwest::Method::GET, "/screenshot", None).await;

@@ -442,7 +442,10 @@
         `${st.application_name ? `, application ${st.application_name}` : ''}; started ${utc(st.time)} UTC`;
     }
     $('timeline-statements').replaceChildren(...t.statements.map(statementItem));
-    $('timeline-events').replaceChildren(...t.approval_events.map((e) => el('li', {}, `Approval request ${e.request}: ${eventText(e)}`)));
+    $('timeline-events').replaceChildren(
+      ...t.approval_events.map((e) => el('li', {}, `Approval request ${e.request}: ${eventText(e)}`)),
+    );
+    show('timeline-events-box', t.approval_events.length > 0);
     $('timeline-end').textContent = t.end ? `Ended ${utc(t.end.time)} UTC: ${t.end.reason}` : 'The session is open.';
     show('follow-label', !t.end);
     state.lastSeq = t.last_seq;
