@@ -26,6 +26,9 @@ pub struct Driver {
 pub struct Browser {
     http: reqwest::Client,
     session: String,
+    /// The browser's profile, removed with it (chromedriver's own is left behind when the
+    /// driver is killed).
+    _profile: tempfile::TempDir,
 }
 
 /// The executables the browser test needs: `chromedriver` and the Chromium it drives. From
@@ -94,8 +97,10 @@ impl Driver {
 
     /// A new headless browser window of 1280×900.
     pub async fn browser(&self, chromium: Option<&Path>) -> Browser {
+        let profile = tempfile::tempdir().expect("browser profile dir");
         let mut options = json!({
             "args": [
+                format!("--user-data-dir={}", profile.path().display()),
                 "--headless=new",
                 "--no-sandbox",
                 "--disable-gpu",
@@ -131,6 +136,7 @@ impl Driver {
         Browser {
             http: self.http.clone(),
             session: format!("{}/session/{id}", self.url),
+            _profile: profile,
         }
     }
 }
