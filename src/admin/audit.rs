@@ -30,27 +30,6 @@ const TORN_RETRIES: u32 = 3;
 /// Time given to a write in flight before verifying again.
 const TORN_RETRY_DELAY: Duration = Duration::from_millis(200);
 
-/// The sessions in the log at `dir` that pass `filter`, in start order.
-///
-/// # Errors
-/// When the log can't be read.
-pub fn sessions(dir: &Path, filter: &replay::Filter) -> Result<Vec<SessionSummaryView>, Error> {
-    let records = replay::load(dir)?;
-    Ok(replay::sessions(&records, filter)
-        .into_iter()
-        .map(|s| SessionSummaryView {
-            id: s.key.to_string(),
-            identity: s.identity,
-            client_addr: s.client_addr,
-            database: s.database,
-            started: TimeView::from_micros(s.started_us),
-            ended: s.ended_us.map(TimeView::from_micros),
-            statements: s.statements,
-            denials: s.denials,
-        })
-        .collect())
-}
-
 /// One session read from the log, and kept up to date as the log grows: following it costs
 /// what is appended, not a new read of the whole log.
 #[derive(Debug)]
@@ -107,6 +86,27 @@ impl Follower {
         view.changed = after.is_none_or(|a| view.last_seq > a);
         view
     }
+}
+
+/// The sessions in the log at `dir` that pass `filter`, in start order.
+///
+/// # Errors
+/// When the log can't be read.
+pub fn sessions(dir: &Path, filter: &replay::Filter) -> Result<Vec<SessionSummaryView>, Error> {
+    let records = replay::load(dir)?;
+    Ok(replay::sessions(&records, filter)
+        .into_iter()
+        .map(|s| SessionSummaryView {
+            id: s.key.to_string(),
+            identity: s.identity,
+            client_addr: s.client_addr,
+            database: s.database,
+            started: TimeView::from_micros(s.started_us),
+            ended: s.ended_us.map(TimeView::from_micros),
+            statements: s.statements,
+            denials: s.denials,
+        })
+        .collect())
 }
 
 /// A stamp of the log's state: each file's number and length. It changes whenever a record
