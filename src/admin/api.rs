@@ -15,8 +15,8 @@
 //! | `GET /` | a redirect to `/console` |
 //! | `GET /console`, `/console/app.js`, `/console/app.css` | the web console ([`console`](super::console)), no authentication: it holds no data and signs in through this API |
 //!
-//! Every [`RequestView`] carries `can_decide` for the caller, from the same duty checks a
-//! decision passes ([`Request::may_decide`](crate::approval::Request::may_decide)). The audit
+//! Every [`RequestView`] carries `can_decide` and `can_reject` for the caller, from the same
+//! duty checks a decision passes ([`Request::may_decide`](crate::approval::Request::may_decide)). The audit
 //! routes need one of `[admin] auditor_roles` (roles as the live rules resolve them, like
 //! approvers' roles): others get 403. With auditing off they answer 409. `since` and `until`
 //! take what `pgward audit sessions --since` takes (RFC 3339, a date, Unix seconds).
@@ -579,6 +579,11 @@ impl Api {
             Ok(()) => view.can_decide = true,
             Err(e) => view.cannot_decide = Some(why_not(&e)),
         }
+        // Any reason will do here: only whether the viewer may reject at all is asked.
+        let reject = Verdict::Reject {
+            reason: "?".to_owned(),
+        };
+        view.can_reject = t.request.may_decide(viewer, &reject, now).is_ok();
         let rules = self.shared.rules.current();
         let tables: Vec<crate::sql::TableName> = t
             .statement

@@ -50,6 +50,10 @@ pub struct RequestView {
     /// Why the viewer may not decide it, when `can_decide` is false.
     #[serde(default)]
     pub cannot_decide: Option<String>,
+    /// Whether the viewer may reject it now: as `can_decide`, and also after approving it
+    /// themself (a change of mind only ever makes the outcome safer).
+    #[serde(default)]
+    pub can_reject: bool,
 }
 
 /// An identity and its roles.
@@ -407,6 +411,7 @@ impl From<&Ticket> for RequestView {
                 .collect(),
             can_decide: false,
             cannot_decide: None,
+            can_reject: false,
         }
     }
 }

@@ -246,6 +246,7 @@ async fn list_and_show_describe_what_would_run() {
         let fields = view.as_object_mut().unwrap();
         fields.remove("can_decide");
         fields.remove("cannot_decide");
+        fields.remove("can_reject");
     }
     assert_eq!(one, r);
     assert_eq!(one["statement"]["params_masked"], false);

@@ -251,6 +251,9 @@ async fn me_names_the_caller_its_roles_and_what_it_may_do() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    // An OIDC token is not accepted until pgward verifies JWTs.
+    let jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJhdWRyZXkifQ.c2lnbmF0dXJl";
+    assert_eq!(get(&s.h, "/v1/me", jwt).await.0, StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
@@ -262,6 +265,7 @@ async fn can_decide_is_what_the_duty_checks_would_answer() {
     // ann is a dba, but this is her own request.
     let own = listed(h, &s.ann, &id).await;
     assert_eq!(own["can_decide"], false);
+    assert_eq!(own["can_reject"], false);
     let why = own["cannot_decide"].as_str().unwrap();
     assert!(why.contains("your own request"), "{why}");
     let (status, refused) = post(h, &format!("/v1/approvals/{id}/approve"), &s.ann).await;
@@ -286,6 +290,7 @@ async fn can_decide_is_what_the_duty_checks_would_answer() {
     assert_eq!(decided["request"]["can_decide"], false);
     let again = listed(h, &s.dora, &id).await;
     assert_eq!(again["can_decide"], false);
+    assert_eq!(again["can_reject"], true, "a change of mind may reject");
     assert!(
         again["cannot_decide"]
             .as_str()

@@ -247,7 +247,7 @@
       ),
     );
     const error = el('p', { class: 'error', role: 'alert', 'data-testid': 'request-error' });
-    if (r.can_decide) {
+    if (r.can_decide || r.can_reject) {
       const reason = el('input', {
         type: 'text',
         'aria-label': 'Reason for rejecting',
@@ -281,7 +281,11 @@
         }
         decide(r.id, 'reject', { reason: reason.value }, error, [approve, reject]);
       });
-      card.append(el('div', { class: 'actions' }, approve, reject), rejectForm);
+      // After approving, an approver may still change their mind and reject: then only Reject.
+      card.append(el('div', { class: 'actions' }, r.can_decide ? approve : null, reject), rejectForm);
+      if (!r.can_decide) {
+        card.append(el('p', { class: 'cannot', 'data-testid': 'cannot-decide' }, `You can't approve this: ${r.cannot_decide}.`));
+      }
     } else {
       card.append(
         el('p', { class: 'cannot', 'data-testid': 'cannot-decide' }, `You can't decide this: ${r.cannot_decide || 'not allowed'}.`),
