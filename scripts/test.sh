@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # All the tests: formatting, lints, unit and integration tests (the latter start their own
-# throwaway PostgreSQL). This is the README's test command and what CI runs.
+# throwaway PostgreSQL), and the console's browser test in headless Chromium (skipped with a
+# note when no browser is installed, a failure under CI=true). This is the README's test command
+# and what CI runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # fmt and clippy come with the rustup toolchain; a toolchain without them still runs the tests.
@@ -11,4 +13,5 @@ else
   echo "note: clippy not installed; lints not checked"
 fi
 cargo test --locked
+tests/browser/run.sh
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --document-private-items --locked --quiet

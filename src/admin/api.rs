@@ -7,6 +7,19 @@
 //! | `GET /v1/approvals/{id}` | a [`RequestView`] |
 //! | `POST /v1/approvals/{id}/approve` | a [`DecisionResult`]; body empty or `{}` |
 //! | `POST /v1/approvals/{id}/reject` | a [`DecisionResult`]; body `{"reason": "…"}` |
+//! | `GET /v1/me` | a [`MeView`]: the caller's identity, roles, and what they may do |
+//! | `GET /v1/audit/sessions?identity=&since=&until=&decision=` | `{"sessions": [SessionSummaryView…]}`, auditors only |
+//! | `GET /v1/audit/sessions/{id}` | a [`TimelineView`], auditors only |
+//! | `GET /v1/audit/sessions/{id}?after=SEQ&wait=SECS` | the same once the session has a record after log sequence number `SEQ`, it has ended, or `SECS` (at most 25) have passed |
+//! | `GET /v1/audit/verify` | a [`VerifyView`]: `pgward audit verify` on the live log, auditors only |
+//! | `GET /` | a redirect to `/console` |
+//! | `GET /console`, `/console/app.js`, `/console/app.css` | the web console ([`console`](super::console)), no authentication: it holds no data and signs in through this API |
+//!
+//! Every [`RequestView`] carries `can_decide` and `can_reject` for the caller, from the same
+//! duty checks a decision passes ([`Request::may_decide`](crate::approval::Request::may_decide)). The audit
+//! routes need one of `[admin] auditor_roles` (roles as the live rules resolve them, like
+//! approvers' roles): others get 403. With auditing off they answer 409. `since` and `until`
+//! take what `pgward audit sessions --since` takes (RFC 3339, a date, Unix seconds).
 //!
 //! Every error answer is an [`ErrorBody`]: the message, the SQLSTATE the same refusal carries
 //! on the wire, and a hint. Nothing the client sends can make a handler panic: bodies are capped
@@ -30,8 +43,12 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Deserialize;
 use tracing::{info, warn};
 
-use super::view::{DecisionResult, ErrorBody, RequestView};
-use crate::approval::{DutyError, Party, RequestId, StoreError, Ticket, Verdict};
+use super::view::{DecisionResult, ErrorBody, MeView, RequestView};
+#[cfg(doc)]
+use super::view::{SessionSummaryView, TimelineView, VerifyView};
+use crate::approval::{DutyError, Party, RequestId, StoreError, Ticket, Timestamp, Verdict};
+use crate::audit::replay;
+use crate::policy::Action;
 use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 use crate::session::Shared;
 
@@ -44,10 +61,35 @@ const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest request id looked up; ids pgward makes are far shorter.
 const MAX_ID_LEN: usize = 128;
 
+/// Longest a follower waits for a session's next record before it is answered anyway; well
+/// under the listener's connection age, and short enough for proxies' idle timeouts.
+const MAX_FOLLOW_WAIT: Duration = Duration::from_secs(25);
+
+/// How often a follower checks whether the log grew.
+const FOLLOW_POLL: Duration = Duration::from_millis(250);
+
 /// The admin API over what the sessions share.
 #[derive(Debug)]
 pub struct Api {
     shared: Arc<Shared>,
+}
+
+/// Who is calling, resolved once per request by `Api::authenticate`: the identity, its
+/// roles under the live rules, and the credential it used. Every route decides from this, so
+/// a new kind of credential only has to produce one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// The identity, with its roles.
+    pub party: Party,
+    /// How it authenticated.
+    pub credential: Credential,
+}
+
+/// How a caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Credential {
+    /// An identity's `admin_token` from the identities file.
+    AdminToken,
 }
 
 /// Why a request was not answered with what it asked for.
@@ -88,6 +130,28 @@ pub enum Error {
     /// The duty checks refused the decision.
     #[error(transparent)]
     Duty(#[from] DutyError),
+    /// The caller lacks the role a route needs.
+    #[error("{identity} holds none of the roles that may {what} ({})", roles.join(", "))]
+    Forbidden {
+        /// The caller.
+        identity: String,
+        /// What they tried.
+        what: &'static str,
+        /// The roles that may.
+        roles: Vec<String>,
+    },
+    /// The audit routes were called with auditing off.
+    #[error("auditing is off: pgward has no audit log to read")]
+    AuditOff,
+    /// The audit log has no such session.
+    #[error("{0}")]
+    NoSession(String),
+    /// The audit log could not be read.
+    #[error(transparent)]
+    Audit(crate::audit::Error),
+    /// A blocking task failed (a bug).
+    #[error("internal error: {0}")]
+    Internal(String),
     /// The approval store failed.
     #[error(transparent)]
     Store(StoreError),
@@ -153,19 +217,44 @@ impl Api {
                 _ => json(StatusCode::OK, &serde_json::json!({"status": "ok"})),
             });
         }
+        // The console's files hold no data: the page signs in through this API like any client.
+        if let [""] | ["console", ..] = segments.as_slice() {
+            if method != Method::GET && method != Method::HEAD {
+                return Err(Error::MethodNotAllowed {
+                    method,
+                    allow: "GET, HEAD",
+                });
+            }
+            if segments == [""] {
+                return Ok(super::console::redirect());
+            }
+            return super::console::asset(&path).ok_or(Error::NoRoute(path));
+        }
         if segments.first() != Some(&"v1") {
             return Err(Error::NoRoute(path));
         }
         // Authenticate before routing, so that unauthenticated callers learn nothing about
         // which paths or requests exist.
-        let identity = self.authenticate(req.headers(), peer)?;
+        let caller = self.authenticate(req.headers(), peer)?;
+        let query = req.uri().query().unwrap_or("");
         match (&method, segments.as_slice()) {
-            (&Method::GET, ["v1", "approvals"]) => self.list(&identity, req.uri().query()).await,
+            (&Method::GET, ["v1", "me"]) => Ok(json(StatusCode::OK, &self.me(&caller))),
+            (&Method::GET, ["v1", "audit", "sessions"]) => self.sessions(&caller, query).await,
+            (&Method::GET, ["v1", "audit", "sessions", id]) => {
+                self.timeline(&caller, id, query).await
+            }
+            (&Method::GET, ["v1", "audit", "verify"]) => self.verify(&caller).await,
+            (_, ["v1", "me"] | ["v1", "audit", "sessions" | "verify"])
+            | (_, ["v1", "audit", "sessions", _]) => Err(Error::MethodNotAllowed {
+                method,
+                allow: "GET",
+            }),
+            (&Method::GET, ["v1", "approvals"]) => self.list(&caller, query).await,
             (_, ["v1", "approvals"]) => Err(Error::MethodNotAllowed {
                 method,
                 allow: "GET",
             }),
-            (&Method::GET, ["v1", "approvals", id]) => self.show(&identity, id).await,
+            (&Method::GET, ["v1", "approvals", id]) => self.show(&caller, id).await,
             (_, ["v1", "approvals", _]) => Err(Error::MethodNotAllowed {
                 method,
                 allow: "GET",
@@ -180,7 +269,7 @@ impl Api {
                     let RejectBody { reason } = parse_body(&body)?;
                     Verdict::Reject { reason }
                 };
-                self.decide(&id, &identity, verdict).await
+                self.decide(&id, &caller, verdict).await
             }
             (_, ["v1", "approvals", _, "approve" | "reject"]) => Err(Error::MethodNotAllowed {
                 method,
@@ -266,8 +355,9 @@ impl Api {
         )
     }
 
-    /// The identity whose admin token the request carries.
-    fn authenticate(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<String, Error> {
+    /// The caller whose bearer token the request carries, with its roles under the rules in
+    /// force now. This is the one place a credential becomes a [`Caller`].
+    fn authenticate(&self, headers: &HeaderMap, peer: SocketAddr) -> Result<Caller, Error> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -279,17 +369,24 @@ impl Api {
         let Some(token) = token else {
             return Err(Error::Unauthorized);
         };
-        match self.shared.identities.by_admin_token(token) {
-            Some(identity) => Ok(identity.to_owned()),
-            None => {
-                info!(%peer, "Admin API: unknown bearer token");
-                Err(Error::Unauthorized)
-            }
+        if let Some(identity) = self.shared.identities.by_admin_token(token) {
+            return Ok(Caller {
+                party: self.party(identity, &[]),
+                credential: Credential::AdminToken,
+            });
         }
+        // === OIDC bearer tokens (JWT): to be added here ===
+        // A JWT verified against the `[token]` settings (signature by the JWKS, issuer,
+        // audience, expiry) becomes a `Caller` with `self.party(subject, &groups)`, so that its
+        // groups claim maps to roles exactly as for client connections, and a new
+        // `Credential::Oidc`. Until then a JWT is an unknown token.
+        info!(%peer, "Admin API: unknown bearer token");
+        Err(Error::Unauthorized)
     }
 
-    /// `identity` with its roles under the rules in force now.
-    fn party(&self, identity: &str) -> Party {
+    /// `identity` with its roles under the rules in force now: those the identities file gives
+    /// it, those whose members name it, and those of its token `groups`.
+    fn party(&self, identity: &str, groups: &[String]) -> Party {
         let file_roles = self
             .shared
             .identities
@@ -299,8 +396,177 @@ impl Api {
             .shared
             .rules
             .current()
-            .roles_for(identity, file_roles, &[]);
+            .roles_for(identity, file_roles, groups);
         Party::new(identity, roles)
+    }
+
+    /// `GET /v1/me`.
+    fn me(&self, caller: &Caller) -> MeView {
+        let rules = self.shared.rules.current();
+        let approver_of = rules
+            .rules()
+            .iter()
+            .filter(|r| match r.action() {
+                Action::Approve(spec) => spec
+                    .approvers
+                    .iter()
+                    .any(|a| caller.party.roles.contains(a)),
+                _ => false,
+            })
+            .map(|r| r.id().to_string())
+            .collect();
+        MeView {
+            identity: caller.party.identity.clone(),
+            roles: caller.party.roles.clone(),
+            credential: match caller.credential {
+                Credential::AdminToken => "admin_token",
+            }
+            .to_owned(),
+            is_auditor: self.is_auditor(caller),
+            audit_enabled: self.shared.config.audit.is_some(),
+            approver_of,
+        }
+    }
+
+    /// Whether the caller holds one of `[admin] auditor_roles`.
+    fn is_auditor(&self, caller: &Caller) -> bool {
+        self.auditor_roles()
+            .iter()
+            .any(|r| caller.party.roles.contains(r))
+    }
+
+    fn auditor_roles(&self) -> &[String] {
+        self.shared
+            .config
+            .admin
+            .as_ref()
+            .map_or(&[][..], |a| a.auditor_roles.as_slice())
+    }
+
+    /// The audit log's directory, for an auditor.
+    ///
+    /// # Errors
+    /// [`Error::Forbidden`] for anyone else; [`Error::AuditOff`] when there is no log.
+    fn audit_dir(&self, caller: &Caller) -> Result<std::path::PathBuf, Error> {
+        if !self.is_auditor(caller) {
+            warn!(identity = %caller.party.identity, "Admin API: audit log refused to a non-auditor");
+            return Err(Error::Forbidden {
+                identity: caller.party.identity.clone(),
+                what: "read the audit log",
+                roles: self.auditor_roles().to_vec(),
+            });
+        }
+        match &self.shared.config.audit {
+            Some(a) => Ok(a.dir.clone()),
+            None => Err(Error::AuditOff),
+        }
+    }
+
+    /// `GET /v1/audit/sessions`.
+    async fn sessions(&self, caller: &Caller, query: &str) -> Result<Response<Full<Bytes>>, Error> {
+        let dir = self.audit_dir(caller)?;
+        let mut filter = replay::Filter::default();
+        for (key, value) in query_pairs(query) {
+            let value = Some(value).filter(|v| !v.is_empty());
+            let time = |v: Option<String>| {
+                v.as_deref()
+                    .map(crate::audit::time::parse_since)
+                    .transpose()
+                    .map_err(|e| Error::BadQuery(format!("{key}: {e}")))
+            };
+            match key.as_str() {
+                "identity" => filter.identity = value,
+                "decision" => filter.decision = value,
+                "since" => filter.since_us = time(value)?,
+                "until" => filter.until_us = time(value)?,
+                _ => {
+                    return Err(Error::BadQuery(format!(
+                        "unknown parameter `{key}` (identity, since, until, decision)"
+                    )));
+                }
+            }
+        }
+        let sessions = blocking(move || super::audit::sessions(&dir, &filter)).await?;
+        Ok(json(
+            StatusCode::OK,
+            &serde_json::json!({ "sessions": sessions }),
+        ))
+    }
+
+    /// `GET /v1/audit/sessions/{id}`, and with `after`, waiting for the session's next record.
+    async fn timeline(
+        &self,
+        caller: &Caller,
+        id: &str,
+        query: &str,
+    ) -> Result<Response<Full<Bytes>>, Error> {
+        let dir = self.audit_dir(caller)?;
+        let id = session_id(id)?;
+        let (mut after, mut wait) = (None, Duration::ZERO);
+        for (key, value) in query_pairs(query) {
+            match key.as_str() {
+                "after" => {
+                    after = Some(value.parse::<u64>().map_err(|_| {
+                        Error::BadQuery("after must be a log sequence number".to_owned())
+                    })?);
+                }
+                "wait" => {
+                    let secs = value.parse::<u64>().map_err(|_| {
+                        Error::BadQuery("wait must be a number of seconds".to_owned())
+                    })?;
+                    wait = Duration::from_secs(secs).min(MAX_FOLLOW_WAIT);
+                }
+                _ => {
+                    return Err(Error::BadQuery(format!(
+                        "unknown parameter `{key}` (after, wait)"
+                    )));
+                }
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut stamp = {
+            let dir = dir.clone();
+            blocking(move || super::audit::stamp(&dir)).await?
+        };
+        let mut follower = {
+            let dir = dir.clone();
+            blocking(move || super::audit::Follower::open(&dir, &id)).await?
+        };
+        loop {
+            let view = follower.timeline(after);
+            if view.changed || view.end.is_some() || tokio::time::Instant::now() >= deadline {
+                return Ok(json(StatusCode::OK, &view));
+            }
+            // Nothing new yet: sleep until the log grows (or the wait is over), then read what
+            // was appended. Dropping this future (the client went away) ends the wait.
+            tokio::time::sleep(FOLLOW_POLL).await;
+            let grown = {
+                let dir = dir.clone();
+                blocking(move || super::audit::stamp(&dir)).await?
+            };
+            if grown != stamp {
+                stamp = grown;
+                follower = blocking(move || {
+                    let mut f = follower;
+                    f.poll()?;
+                    Ok(f)
+                })
+                .await?;
+            }
+        }
+    }
+
+    /// `GET /v1/audit/verify`.
+    async fn verify(&self, caller: &Caller) -> Result<Response<Full<Bytes>>, Error> {
+        let dir = self.audit_dir(caller)?;
+        let key = self
+            .shared
+            .config
+            .audit
+            .as_ref()
+            .and_then(|a| a.signing_key_file.clone());
+        let view = blocking(move || super::audit::verify_log(&dir, key.as_deref())).await?;
+        Ok(json(StatusCode::OK, &view))
     }
 
     /// A request as `viewer` may see it: when a mask rule applies to the viewer on a table the
@@ -308,6 +574,16 @@ impl Api {
     /// is not known, so all of them are).
     fn view_for(&self, viewer: &Party, t: &Ticket) -> RequestView {
         let mut view = RequestView::from(t);
+        let now = Timestamp::from_system_time(std::time::SystemTime::now());
+        match t.request.may_decide(viewer, &Verdict::Approve, now) {
+            Ok(()) => view.can_decide = true,
+            Err(e) => view.cannot_decide = Some(why_not(&e)),
+        }
+        // Any reason will do here: only whether the viewer may reject at all is asked.
+        let reject = Verdict::Reject {
+            reason: "?".to_owned(),
+        };
+        view.can_reject = t.request.may_decide(viewer, &reject, now).is_ok();
         let rules = self.shared.rules.current();
         let tables: Vec<crate::sql::TableName> = t
             .statement
@@ -327,13 +603,9 @@ impl Api {
         view
     }
 
-    async fn list(
-        &self,
-        identity: &str,
-        query: Option<&str>,
-    ) -> Result<Response<Full<Bytes>>, Error> {
+    async fn list(&self, caller: &Caller, query: &str) -> Result<Response<Full<Bytes>>, Error> {
         let mut pending_only = true;
-        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
             match pair.split_once('=') {
                 Some(("state", "pending")) => pending_only = true,
                 Some(("state", "all")) => pending_only = false,
@@ -351,22 +623,20 @@ impl Api {
             .list(pending_only)
             .await
             .map_err(Error::Store)?;
-        let viewer = self.party(identity);
-        let requests: Vec<RequestView> =
-            tickets.iter().map(|t| self.view_for(&viewer, t)).collect();
+        let requests: Vec<RequestView> = tickets
+            .iter()
+            .map(|t| self.view_for(&caller.party, t))
+            .collect();
         Ok(json(
             StatusCode::OK,
             &serde_json::json!({ "requests": requests }),
         ))
     }
 
-    async fn show(&self, identity: &str, id: &str) -> Result<Response<Full<Bytes>>, Error> {
+    async fn show(&self, caller: &Caller, id: &str) -> Result<Response<Full<Bytes>>, Error> {
         let id = request_id(id)?;
         match self.shared.approvals.get(&id).await.map_err(Error::Store)? {
-            Some(ticket) => Ok(json(
-                StatusCode::OK,
-                &self.view_for(&self.party(identity), &ticket),
-            )),
+            Some(ticket) => Ok(json(StatusCode::OK, &self.view_for(&caller.party, &ticket))),
             None => Err(Error::NotFound(id.to_string())),
         }
     }
@@ -374,14 +644,21 @@ impl Api {
     async fn decide(
         &self,
         id: &str,
-        identity: &str,
+        caller: &Caller,
         verdict: Verdict,
     ) -> Result<Response<Full<Bytes>>, Error> {
         let id = request_id(id)?;
-        let approver = self.party(identity);
-        match self.shared.approvals.decide(&id, approver, verdict).await {
+        let identity = &caller.party.identity;
+        match self
+            .shared
+            .approvals
+            .decide(&id, caller.party.clone(), verdict)
+            .await
+        {
             Ok(Ok((outcome, ticket))) => {
-                Ok(json(StatusCode::OK, &DecisionResult::new(outcome, &ticket)))
+                // Shown as the approver may see it: masked parameters stay masked.
+                let request = self.view_for(&caller.party, &ticket);
+                Ok(json(StatusCode::OK, &DecisionResult::new(outcome, request)))
             }
             Ok(Err(refused)) => {
                 // Refused attempts are not stored on the request; the log is their record.
@@ -395,6 +672,96 @@ impl Api {
 
 /// What a hidden parameter value shows.
 const MASKED_PARAMETER: &str = "***";
+
+/// Why a viewer may not decide a request, in the words the console shows them.
+fn why_not(e: &DutyError) -> String {
+    match e {
+        DutyError::SelfDecision { approvers, .. } => format!(
+            "your own request: another member of {} must decide it",
+            approvers.join(", ")
+        ),
+        DutyError::NotAnApprover {
+            rule, approvers, ..
+        } => format!(
+            "not an approver of rule {rule}: only members of {} may decide it",
+            approvers.join(", ")
+        ),
+        DutyError::AlreadyApproved {
+            approvals, needed, ..
+        } => format!("you already approved it ({approvals} of {needed} approvals)"),
+        DutyError::Decided { state, .. } => format!("it is already {state}"),
+        DutyError::Expired { .. } => "it expired".to_owned(),
+        DutyError::NotRequester { .. } | DutyError::MissingReason { .. } => e.to_string(),
+    }
+}
+
+/// Runs blocking work (reading the audit log) off the async runtime.
+async fn blocking<T, F>(f: F) -> Result<T, Error>
+where
+    F: FnOnce() -> Result<T, crate::audit::Error> + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(crate::audit::Error::NoSession(m))) => Err(Error::NoSession(m)),
+        Ok(Err(e)) => Err(Error::Audit(e)),
+        Err(e) => Err(Error::Internal(e.to_string())),
+    }
+}
+
+/// A path segment as a session id (`INSTANCE-NUMBER` or `NUMBER`): short and plain, or it
+/// names no session.
+fn session_id(segment: &str) -> Result<String, Error> {
+    let plain = !segment.is_empty()
+        && segment.len() <= MAX_ID_LEN
+        && segment
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if plain {
+        Ok(segment.to_owned())
+    } else {
+        Err(Error::NoSession(format!(
+            "`{}` is not a session id (INSTANCE-NUMBER or NUMBER)",
+            segment.chars().take(MAX_ID_LEN).collect::<String>()
+        )))
+    }
+}
+
+/// The `key=value` pairs of a query string, percent-decoded (`+` is a space).
+fn query_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
+    query.split('&').filter(|p| !p.is_empty()).map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (percent_decode(k), percent_decode(v))
+    })
+}
+
+/// Decodes `%XX` escapes and `+`; a malformed escape is kept as it is, and invalid UTF-8
+/// becomes U+FFFD (such a value then matches nothing).
+fn percent_decode(s: &str) -> String {
+    let hex = |b: u8| char::from(b).to_digit(16);
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).and_then(|&b| hex(b)),
+                bytes.get(i + 2).and_then(|&b| hex(b)),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    // Two hex digits are at most 0xff.
+                    out.push(u8::try_from(hi * 16 + lo).unwrap_or(b'?'));
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// A path segment as a request id: ids pgward makes are short and plain, so anything else
 /// can't name a request.
@@ -494,6 +861,10 @@ impl Error {
             },
             Error::Store(StoreError::NotFound(_)) => StatusCode::NOT_FOUND,
             Error::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Error::AuditOff => StatusCode::CONFLICT,
+            Error::NoSession(_) => StatusCode::NOT_FOUND,
+            Error::Audit(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -535,7 +906,11 @@ impl ToErrorResponse for Error {
             Error::TooLarge { .. } => SqlState::PROGRAM_LIMIT_EXCEEDED,
             Error::BodyRead(_) => SqlState::PROTOCOL_VIOLATION,
             Error::Duty(e) => e.sqlstate(),
-            Error::Store(_) => SqlState::IO_ERROR,
+            Error::Store(_) | Error::Audit(_) => SqlState::IO_ERROR,
+            Error::Forbidden { .. } => SqlState::INSUFFICIENT_PRIVILEGE,
+            Error::AuditOff => SqlState::OBJECT_NOT_IN_PREREQUISITE_STATE,
+            Error::NoSession(_) => SqlState::UNDEFINED_OBJECT,
+            Error::Internal(_) => SqlState::INTERNAL_ERROR,
         }
     }
 
@@ -546,7 +921,7 @@ impl ToErrorResponse for Error {
     fn side(&self) -> Side {
         match self {
             Error::Store(StoreError::NotFound(_)) => Side::Client,
-            Error::Store(_) => Side::Internal,
+            Error::Store(_) | Error::Audit(_) | Error::Internal(_) => Side::Internal,
             _ => Side::Client,
         }
     }
@@ -562,6 +937,16 @@ impl ToErrorResponse for Error {
             }
             Error::Duty(e) => e.hint(),
             Error::Store(_) => Some("the approval store is unavailable; try again".to_owned()),
+            Error::Forbidden { roles, .. } => Some(format!(
+                "ask for one of the roles {} (`[admin] auditor_roles`)",
+                roles.join(", ")
+            )),
+            Error::AuditOff => {
+                Some("turn the audit log on with an `[audit]` section (or `data_dir`)".to_owned())
+            }
+            Error::NoSession(_) => {
+                Some("`GET /v1/audit/sessions` lists the sessions in the log".to_owned())
+            }
             _ => None,
         }
     }
@@ -580,6 +965,31 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn query_values_are_percent_decoded() {
+        assert_eq!(percent_decode("agent%2D7"), "agent-7");
+        assert_eq!(percent_decode("group%3Aai+agents"), "group:ai agents");
+        assert_eq!(
+            percent_decode("2026-01-02T03%3A04%3A05.000Z"),
+            "2026-01-02T03:04:05.000Z"
+        );
+        // Malformed escapes stay as they are; invalid UTF-8 can't match an identity.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
+        assert_eq!(percent_decode("%ff"), "\u{fffd}");
+        let pairs: Vec<(String, String)> = query_pairs("identity=a%40b&&decision=&x").collect();
+        assert_eq!(
+            pairs,
+            [
+                ("identity".to_owned(), "a@b".to_owned()),
+                ("decision".to_owned(), String::new()),
+                ("x".to_owned(), String::new()),
+            ]
+        );
+        assert!(session_id("abc-12").is_ok());
+        assert!(matches!(session_id("../x"), Err(Error::NoSession(_))));
     }
 
     #[test]

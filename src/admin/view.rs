@@ -42,6 +42,18 @@ pub struct RequestView {
     pub origin: OriginView,
     /// Accepted decisions, oldest first.
     pub decisions: Vec<DecisionView>,
+    /// Whether the viewer may approve it now, by the duty checks a decision passes
+    /// ([`Request::may_decide`](crate::approval::Request::may_decide)). The console offers
+    /// Approve and Reject only when this is true.
+    #[serde(default)]
+    pub can_decide: bool,
+    /// Why the viewer may not decide it, when `can_decide` is false.
+    #[serde(default)]
+    pub cannot_decide: Option<String>,
+    /// Whether the viewer may reject it now: as `can_decide`, and also after approving it
+    /// themself (a change of mind only ever makes the outcome safer).
+    #[serde(default)]
+    pub can_reject: bool,
 }
 
 /// An identity and its roles.
@@ -126,6 +138,209 @@ pub struct DecisionResult {
     pub request: RequestView,
 }
 
+/// `GET /v1/me`: who the caller is and what the API lets them do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeView {
+    /// The identity.
+    pub identity: String,
+    /// Its roles under the rules in force now.
+    pub roles: Vec<String>,
+    /// How it authenticated: `admin_token`.
+    pub credential: String,
+    /// Whether it holds one of `[admin] auditor_roles`, so may read the audit log.
+    pub is_auditor: bool,
+    /// Whether the audit log is on (the audit routes answer 409 when it is off).
+    pub audit_enabled: bool,
+    /// The `approve` rules whose requests it may decide (never its own requests).
+    pub approver_of: Vec<String>,
+}
+
+/// One session in `GET /v1/audit/sessions`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionSummaryView {
+    /// `INSTANCE-NUMBER`, as `pgward replay` takes it.
+    pub id: String,
+    /// Who.
+    pub identity: String,
+    /// From where.
+    pub client_addr: String,
+    /// The database.
+    pub database: String,
+    /// When it started.
+    pub started: TimeView,
+    /// When it ended, if it has.
+    pub ended: Option<TimeView>,
+    /// Statements recorded.
+    pub statements: u64,
+    /// Statements denied.
+    pub denials: u64,
+}
+
+/// `GET /v1/audit/sessions/{id}`: one session as the log holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineView {
+    /// `INSTANCE-NUMBER`.
+    pub id: String,
+    /// How it began, once its first record is in the log.
+    pub start: Option<SessionStartView>,
+    /// Its statements, in order.
+    pub statements: Vec<TimelineStatement>,
+    /// Approval events of this session not tied to a recorded statement (for instance a
+    /// request withdrawn when the client left).
+    pub approval_events: Vec<ApprovalEventView>,
+    /// How it ended; `None` while it is open.
+    pub end: Option<SessionEndView>,
+    /// The log sequence number of the session's newest record: pass it as `after` to wait for
+    /// the next one.
+    pub last_seq: u64,
+    /// With `after`: whether anything newer than `after` is shown.
+    pub changed: bool,
+}
+
+/// How a session began.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionStartView {
+    /// When.
+    pub time: TimeView,
+    /// Who.
+    pub identity: String,
+    /// With which roles.
+    pub roles: Vec<String>,
+    /// From where.
+    pub client_addr: String,
+    /// Over TLS.
+    pub tls: bool,
+    /// The client's `application_name`.
+    pub application_name: String,
+    /// The database.
+    pub database: String,
+    /// pgward's login on the server for the session.
+    pub upstream_user: String,
+}
+
+/// One statement of a session: the decision, the approval, what came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimelineStatement {
+    /// Its number in the session.
+    pub seq: u64,
+    /// When pgward received it.
+    pub time: TimeView,
+    /// The SQL text.
+    pub sql: String,
+    /// Parameters as the log holds them (masked as the client's role saw them).
+    pub params: Vec<Option<String>>,
+    /// Statement class.
+    pub class: String,
+    /// Tables touched.
+    pub tables: Vec<String>,
+    /// `allow`, `deny`, `approve` …
+    pub decision: String,
+    /// The rule that decided.
+    pub rule: Option<String>,
+    /// The approval request that held it.
+    pub approval_request: Option<String>,
+    /// Who approved it.
+    pub approvers: Vec<String>,
+    /// Result columns that were masked.
+    pub masked_columns: Vec<String>,
+    /// What happened to its approval request.
+    pub approval_events: Vec<ApprovalEventView>,
+    /// How it ended, once it has.
+    pub outcome: Option<OutcomeView>,
+    /// The result rows captured, as the client saw them (masked).
+    pub rows: Option<RowsView>,
+}
+
+/// How a statement ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OutcomeView {
+    /// When.
+    pub time: TimeView,
+    /// The command tag, e.g. `INSERT 0 1`.
+    pub command_tag: Option<String>,
+    /// Rows returned or affected.
+    pub rows: Option<u64>,
+    /// Bytes sent to the client.
+    pub bytes: u64,
+    /// From receipt to completion, in microseconds.
+    pub duration_us: u64,
+    /// The SQLSTATE of a failure or refusal.
+    pub sqlstate: Option<String>,
+    /// Its message.
+    pub message: Option<String>,
+}
+
+/// Captured result rows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RowsView {
+    /// Column names.
+    pub columns: Vec<String>,
+    /// Cells as text; `null` is SQL NULL.
+    pub rows: Vec<Vec<Option<String>>>,
+    /// Whether the capture stopped at its size limit.
+    pub truncated: bool,
+}
+
+/// Something that happened to an approval request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApprovalEventView {
+    /// The request.
+    pub request: String,
+    /// `created`, `approved`, `rejected`, `expired`, `withdrawn` …
+    pub event: String,
+    /// Who.
+    pub actor: String,
+    /// The reason of a rejection.
+    pub reason: Option<String>,
+    /// When.
+    pub time: TimeView,
+}
+
+/// How a session ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionEndView {
+    /// When.
+    pub time: TimeView,
+    /// Why.
+    pub reason: String,
+}
+
+/// `GET /v1/audit/verify`: what `pgward audit verify` says about the log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerifyView {
+    /// `ok` or `broken`.
+    pub status: String,
+    /// Files checked.
+    pub files: usize,
+    /// Records whose chain checked out, up to the first break.
+    pub records: u64,
+    /// The sequence number of the last good record.
+    pub head_seq: u64,
+    /// The first break.
+    pub first_break: Option<BreakView>,
+    /// Facts that are not breaks (the file being written, crash recoveries …).
+    pub notes: Vec<String>,
+    /// Whether signatures were checked against the configured signing key.
+    pub trusted_key: bool,
+    /// When the check ran.
+    pub checked_at: TimeView,
+}
+
+/// Where the chain broke.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakView {
+    /// The file's name.
+    pub file: String,
+    /// The row in it, from 1.
+    pub row: Option<usize>,
+    /// The record's sequence number.
+    pub seq: Option<u64>,
+    /// `edited`, `missing`, `reordered`, `truncated` or `bad signature`.
+    pub kind: String,
+    /// Details.
+    pub detail: String,
+}
+
 /// The body of every error answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
@@ -194,6 +409,9 @@ impl From<&Ticket> for RequestView {
                     }
                 })
                 .collect(),
+            can_decide: false,
+            cannot_decide: None,
+            can_reject: false,
         }
     }
 }
@@ -201,9 +419,8 @@ impl From<&Ticket> for RequestView {
 // === impl DecisionResult ===
 
 impl DecisionResult {
-    /// The answer for `outcome`, with the request as it now is.
-    pub fn new(outcome: Outcome, ticket: &Ticket) -> Self {
-        let request = RequestView::from(ticket);
+    /// The answer for `outcome`, with the request as it now is (as the approver may see it).
+    pub fn new(outcome: Outcome, request: RequestView) -> Self {
         let outcome = match outcome {
             Outcome::Pending { .. } => "pending",
             Outcome::Approved => "approved",
@@ -226,6 +443,23 @@ impl From<Timestamp> for TimeView {
             rfc3339: format_rfc3339(t.as_unix_millis()),
             unix_ms: t.as_unix_millis(),
         }
+    }
+}
+
+impl TimeView {
+    /// From microseconds since the epoch, as the audit log keeps them (before the epoch counts
+    /// as the epoch).
+    pub fn from_micros(us: i64) -> Self {
+        let ms = u64::try_from(us / 1000).unwrap_or(0);
+        TimeView {
+            rfc3339: format_rfc3339(ms),
+            unix_ms: ms,
+        }
+    }
+
+    /// From a record's time.
+    pub fn from_system_time(t: std::time::SystemTime) -> Self {
+        Timestamp::from_system_time(t).into()
     }
 }
 

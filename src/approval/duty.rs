@@ -366,6 +366,27 @@ impl Request {
         self.spec.min_approvals.max(1)
     }
 
+    /// Whether `approver` may give `verdict` at `now`: the checks [`Request::decide`] makes, in
+    /// the same order, without deciding or changing anything. A request past its expiry answers
+    /// [`Error::Expired`] here (and is marked so by the next `decide`). This is how the admin
+    /// API tells a viewer whether to offer them Approve, so the console and the decision can
+    /// never disagree.
+    ///
+    /// # Errors
+    /// The error `decide` would return.
+    pub fn may_decide(
+        &self,
+        approver: &Party,
+        verdict: &Verdict,
+        now: Timestamp,
+    ) -> Result<(), Error> {
+        self.check_decider(approver)?;
+        if let Some(closed) = self.closed_error(now) {
+            return Err(closed);
+        }
+        self.check_verdict(approver, verdict)
+    }
+
     /// Records `approver`'s `verdict` at `now`.
     ///
     /// Who may decide is checked before whether the request can still be decided, so that an
@@ -386,46 +407,9 @@ impl Request {
         verdict: Verdict,
         now: Timestamp,
     ) -> Result<Outcome, Error> {
-        if approver.identity == self.requester.identity {
-            return Err(Error::SelfDecision {
-                request: self.id.clone(),
-                rule: self.rule.clone(),
-                identity: approver.identity.clone(),
-                approvers: self.spec.approvers.clone(),
-            });
-        }
-        if !approver
-            .roles
-            .iter()
-            .any(|r| self.spec.approvers.contains(r))
-        {
-            return Err(Error::NotAnApprover {
-                request: self.id.clone(),
-                rule: self.rule.clone(),
-                identity: approver.identity.clone(),
-                approvers: self.spec.approvers.clone(),
-            });
-        }
+        self.check_decider(approver)?;
         self.check_open(now)?;
-        match &verdict {
-            Verdict::Approve if self.has_approved(&approver.identity) => {
-                return Err(Error::AlreadyApproved {
-                    request: self.id.clone(),
-                    rule: self.rule.clone(),
-                    identity: approver.identity.clone(),
-                    approvals: self.approvals(),
-                    needed: self.needed(),
-                    approvers: self.spec.approvers.clone(),
-                });
-            }
-            Verdict::Reject { reason } if reason.trim().is_empty() => {
-                return Err(Error::MissingReason {
-                    request: self.id.clone(),
-                    rule: self.rule.clone(),
-                });
-            }
-            _ => {}
-        }
+        self.check_verdict(approver, &verdict)?;
 
         self.decisions.push(Decision {
             approver: approver.identity.clone(),
@@ -480,22 +464,77 @@ impl Request {
         true
     }
 
-    /// Fails unless the request is pending and not yet due to expire (marking it expired if it
-    /// is due).
-    fn check_open(&mut self, now: Timestamp) -> Result<(), Error> {
-        self.expire_if_due(now);
-        match self.state {
-            State::Pending => Ok(()),
-            State::Expired => Err(Error::Expired {
+    /// Who may decide: never the requester, and only a holder of an approver role. Checked
+    /// before the request's state, so that an attempt breaking a duty rule is reported as such
+    /// whatever the request's state.
+    fn check_decider(&self, approver: &Party) -> Result<(), Error> {
+        if approver.identity == self.requester.identity {
+            return Err(Error::SelfDecision {
+                request: self.id.clone(),
+                rule: self.rule.clone(),
+                identity: approver.identity.clone(),
+                approvers: self.spec.approvers.clone(),
+            });
+        }
+        if !approver
+            .roles
+            .iter()
+            .any(|r| self.spec.approvers.contains(r))
+        {
+            return Err(Error::NotAnApprover {
+                request: self.id.clone(),
+                rule: self.rule.clone(),
+                identity: approver.identity.clone(),
+                approvers: self.spec.approvers.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    /// What the verdict itself must satisfy: a second approval by the same person does not
+    /// count, and a rejection says why.
+    fn check_verdict(&self, approver: &Party, verdict: &Verdict) -> Result<(), Error> {
+        match verdict {
+            Verdict::Approve if self.has_approved(&approver.identity) => {
+                Err(Error::AlreadyApproved {
+                    request: self.id.clone(),
+                    rule: self.rule.clone(),
+                    identity: approver.identity.clone(),
+                    approvals: self.approvals(),
+                    needed: self.needed(),
+                    approvers: self.spec.approvers.clone(),
+                })
+            }
+            Verdict::Reject { reason } if reason.trim().is_empty() => Err(Error::MissingReason {
                 request: self.id.clone(),
                 rule: self.rule.clone(),
             }),
-            State::Approved | State::Rejected { .. } | State::Withdrawn => Err(Error::Decided {
+            _ => Ok(()),
+        }
+    }
+
+    /// Why the request can't be decided at `now`, if it can't: it is closed, or due to expire.
+    fn closed_error(&self, now: Timestamp) -> Option<Error> {
+        match self.state {
+            State::Pending if now < self.expires_at => None,
+            State::Pending | State::Expired => Some(Error::Expired {
+                request: self.id.clone(),
+                rule: self.rule.clone(),
+            }),
+            State::Approved | State::Rejected { .. } | State::Withdrawn => Some(Error::Decided {
                 request: self.id.clone(),
                 rule: self.rule.clone(),
                 state: self.state.as_str(),
             }),
         }
+    }
+
+    /// Fails unless the request is pending and not yet due to expire (marking it expired if it
+    /// is due).
+    fn check_open(&mut self, now: Timestamp) -> Result<(), Error> {
+        let closed = self.closed_error(now);
+        self.expire_if_due(now);
+        closed.map_or(Ok(()), Err)
     }
 
     fn has_approved(&self, identity: &str) -> bool {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::{self, Write as _};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::Error;
@@ -55,16 +55,39 @@ pub struct Filter {
     pub identity: Option<String>,
     /// Only sessions started at or after this time (microseconds since the epoch).
     pub since_us: Option<i64>,
+    /// Only sessions started at or before this time (microseconds since the epoch).
+    pub until_us: Option<i64>,
     /// Only sessions with at least one statement with this decision.
     pub decision: Option<String>,
+}
+
+/// Picks one session's records out of the log, record by record: its own, and the events of
+/// approval requests its statements made (a decision is recorded outside the session, by the
+/// approver). Shared by [`Renderer`] and the admin API's timeline, so both show the same records.
+#[derive(Debug, Clone)]
+pub struct Selector {
+    key: SessionKey,
+    /// Approval requests of this session's statements, so that their events are shown.
+    requests: HashSet<String>,
+}
+
+/// Reads a log that may be growing, a step at a time: each [`LogReader::read_new`] returns the
+/// records written since the one before. Only the newest file read so far and any after it are
+/// read again, so following a live log costs what was appended, not the whole log.
+#[derive(Debug, Clone)]
+pub struct LogReader {
+    dir: PathBuf,
+    /// The newest file read so far: it may have grown.
+    from_file: u64,
+    /// The highest sequence number returned so far.
+    seen: u64,
 }
 
 /// Renders one session's records as text, record by record (so that `--follow` can feed it).
 #[derive(Debug)]
 pub struct Renderer {
     key: SessionKey,
-    /// Approval requests of this session's statements, so that their events are shown.
-    requests: HashSet<String>,
+    selector: Selector,
 }
 
 // === impl SessionKey ===
@@ -190,6 +213,7 @@ pub fn sessions(records: &[StoredRecord], filter: &Filter) -> Vec<SessionSummary
         .filter_map(|k| by_key.remove(&k))
         .filter(|s| filter.identity.as_ref().is_none_or(|i| *i == s.identity))
         .filter(|s| filter.since_us.is_none_or(|t| s.started_us >= t))
+        .filter(|s| filter.until_us.is_none_or(|t| s.started_us <= t))
         .filter(|s| filter.decision.is_none() || decided.contains(&s.key))
         .collect()
 }
@@ -228,23 +252,91 @@ pub fn render_sessions(list: &[SessionSummary]) -> String {
     table(&header, &rows)
 }
 
+// === impl LogReader ===
+
+impl LogReader {
+    /// A reader of the log in `dir`; its first [`LogReader::read_new`] returns every record.
+    pub fn new(dir: &Path) -> Self {
+        LogReader {
+            dir: dir.to_owned(),
+            from_file: 0,
+            seen: 0,
+        }
+    }
+
+    /// The records written since the last call, in log order. A torn tail (a write in flight)
+    /// is left for the next call.
+    ///
+    /// # Errors
+    /// When a file or the directory can't be read.
+    pub fn read_new(&mut self) -> Result<Vec<StoredRecord>, Error> {
+        let mut fresh = Vec::new();
+        for f in file::list(&self.dir).map_err(|e| Error::io(&self.dir, e))? {
+            if f.number >= self.from_file {
+                load_file(&f.path, &mut fresh)?;
+                self.from_file = f.number;
+            }
+        }
+        fresh.retain(|r| r.envelope.seq > self.seen);
+        if let Some(last) = fresh.iter().map(|r| r.envelope.seq).max() {
+            self.seen = last;
+        }
+        Ok(fresh)
+    }
+}
+
+// === impl Selector ===
+
+impl Selector {
+    /// Selects the records of session `key`.
+    pub fn new(key: SessionKey) -> Self {
+        Selector {
+            key,
+            requests: HashSet::new(),
+        }
+    }
+
+    /// The session selected.
+    pub fn key(&self) -> &SessionKey {
+        &self.key
+    }
+
+    /// Whether `r` belongs to the session. Records must be offered in log order: an approval
+    /// event is selected once a statement of the session named its request.
+    pub fn admits(&mut self, r: &StoredRecord) -> bool {
+        let mine = SessionKey::of(r).as_ref() == Some(&self.key);
+        match &r.envelope.record {
+            Record::Statement(s) if mine => {
+                if let Some(req) = &s.approval_request {
+                    self.requests.insert(req.clone());
+                }
+                true
+            }
+            Record::Approval(a) => mine || self.requests.contains(&a.request),
+            _ => mine,
+        }
+    }
+}
+
 // === impl Renderer ===
 
 impl Renderer {
     /// Renders the session `key`.
     pub fn new(key: SessionKey) -> Self {
         Renderer {
+            selector: Selector::new(key.clone()),
             key,
-            requests: HashSet::new(),
         }
     }
 
     /// Appends `r` to `out` if it belongs to the session; returns `true` at its end.
     pub fn record(&mut self, r: &StoredRecord, out: &mut String) -> bool {
-        let mine = SessionKey::of(r).as_ref() == Some(&self.key);
+        if !self.selector.admits(r) {
+            return false;
+        }
         let t = |time| format_micros(micros(time));
         match &r.envelope.record {
-            Record::SessionStart(s) if mine => {
+            Record::SessionStart(s) => {
                 let _ = writeln!(
                     out,
                     "session {}: {} (roles: {}) from {}{}, database {} as {}, application {:?}\n\
@@ -260,7 +352,7 @@ impl Renderer {
                     t(s.time),
                 );
             }
-            Record::Statement(s) if mine => {
+            Record::Statement(s) => {
                 let rule = s
                     .rule
                     .as_deref()
@@ -283,7 +375,6 @@ impl Renderer {
                     let _ = writeln!(out, "    params: {}", params.join(", "));
                 }
                 if let Some(req) = &s.approval_request {
-                    self.requests.insert(req.clone());
                     let by = if s.approvers.is_empty() {
                         String::new()
                     } else {
@@ -295,7 +386,7 @@ impl Renderer {
                     let _ = writeln!(out, "    masked: {}", s.masked_columns.join(", "));
                 }
             }
-            Record::Outcome(s) if mine => {
+            Record::Outcome(s) => {
                 let what = match (&s.sqlstate, &s.command_tag) {
                     (Some(code), _) => {
                         format!("ERROR {code}: {}", s.message.as_deref().unwrap_or_default())
@@ -312,8 +403,8 @@ impl Renderer {
                     s.duration_us % 1000
                 );
             }
-            Record::Rows(s) if mine => out.push_str(&render_rows(s)),
-            Record::Approval(a) if mine || self.requests.contains(&a.request) => {
+            Record::Rows(s) => out.push_str(&render_rows(s)),
+            Record::Approval(a) => {
                 let reason = a
                     .reason
                     .as_deref()
@@ -328,11 +419,10 @@ impl Renderer {
                     a.actor
                 );
             }
-            Record::SessionEnd(s) if mine => {
+            Record::SessionEnd(s) => {
                 let _ = writeln!(out, "\nended {}: {}", t(s.time), s.reason);
                 return true;
             }
-            _ => {}
         }
         false
     }
@@ -401,42 +491,24 @@ pub fn follow(
     poll: Duration,
     out: &mut dyn std::io::Write,
 ) -> Result<(), Error> {
-    let records = load(dir)?;
+    let mut reader = LogReader::new(dir);
+    let mut records = reader.read_new()?;
     let key = SessionKey::find(&records, id).map_err(Error::NoSession)?;
     let mut r = Renderer::new(key);
     let mut text = String::new();
-    let mut seen = 0;
     let mut ended = false;
-    for rec in &records {
-        ended |= r.record(rec, &mut text);
-        seen = rec.envelope.seq;
-    }
     let output = |e| Error::io(Path::new("output"), e);
-    out.write_all(text.as_bytes()).map_err(output)?;
-    out.flush().map_err(output)?;
-    let mut from_file = file::list(dir)
-        .map_err(|e| Error::io(dir, e))?
-        .last()
-        .map_or(0, |f| f.number);
-    while follow && !ended {
-        std::thread::sleep(poll);
-        // Only the newest file read so far and any after it can hold new records.
+    loop {
         text.clear();
-        let mut fresh = Vec::new();
-        for f in file::list(dir).map_err(|e| Error::io(dir, e))? {
-            if f.number >= from_file {
-                load_file(&f.path, &mut fresh)?;
-                from_file = f.number;
-            }
-        }
-        for rec in &fresh {
-            if rec.envelope.seq > seen {
-                ended |= r.record(rec, &mut text);
-                seen = rec.envelope.seq;
-            }
+        for rec in &records {
+            ended |= r.record(rec, &mut text);
         }
         out.write_all(text.as_bytes()).map_err(output)?;
         out.flush().map_err(output)?;
+        if !follow || ended {
+            return Ok(());
+        }
+        std::thread::sleep(poll);
+        records = reader.read_new()?;
     }
-    Ok(())
 }

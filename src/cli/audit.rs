@@ -33,6 +33,9 @@ pub enum AuditCommand {
         /// Only sessions started since then: RFC 3339, a date, or Unix seconds.
         #[arg(long)]
         since: Option<String>,
+        /// Only sessions started until then: RFC 3339, a date, or Unix seconds.
+        #[arg(long)]
+        until: Option<String>,
         /// Only sessions with a statement of this decision (allow, deny, approve …).
         #[arg(long)]
         decision: Option<String>,
@@ -97,6 +100,7 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
             dir,
             identity,
             since,
+            until,
             decision,
         } => {
             let log = dir.resolve()?;
@@ -106,10 +110,17 @@ pub fn run(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
                 .transpose()
                 .map_err(anyhow::Error::msg)
                 .context("--since")?;
+            let until_us = until
+                .as_deref()
+                .map(audit::time::parse_since)
+                .transpose()
+                .map_err(anyhow::Error::msg)
+                .context("--until")?;
             let records = replay::load(&log)?;
             let filter = replay::Filter {
                 identity,
                 since_us,
+                until_us,
                 decision,
             };
             print!(

@@ -26,14 +26,21 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
     let dir = pg.dir().join("pgward");
     std::fs::create_dir_all(&dir)?;
     let mut identities = String::new();
-    // carol, a second dba, approves held statements through the admin API with this token.
+    // carol, a second dba and an auditor, approves held statements and reads the audit log
+    // through the admin API and the console with this token.
     let (carol_token, carol_token_hash) = pgward::auth::new_admin_token();
-    for (name, password, role, admin_token) in [
-        ("alice", "alice-demo", "dba", None),
-        ("agent-7", "agent-demo", "agent", None),
-        ("carol", "carol-demo", "dba", Some(&carol_token_hash)),
+    for (name, password, roles, admin_token) in [
+        ("alice", "alice-demo", &["dba"][..], None),
+        ("agent-7", "agent-demo", &["agent"][..], None),
+        (
+            "carol",
+            "carol-demo",
+            &["dba", "auditor"][..],
+            Some(&carol_token_hash),
+        ),
     ] {
-        identities.push_str(&pgward::auth::entry_for(name, password, &[role.to_owned()]));
+        let roles: Vec<String> = roles.iter().map(|r| (*r).to_owned()).collect();
+        identities.push_str(&pgward::auth::entry_for(name, password, &roles));
         if let Some(hash) = admin_token {
             identities.push_str(&format!("admin_token = {hash:?}\n"));
         }
@@ -76,10 +83,12 @@ pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
         );
         println!();
         println!("Identities: alice (role dba, password alice-demo), agent-7 (role agent, password agent-demo),");
-        println!("carol (role dba, password carol-demo), who approves held statements:");
+        println!("carol (roles dba and auditor, password carol-demo), who approves held statements:");
         if let Some(admin) = server.admin_addr() {
             println!();
             println!("    PGWARD_ADMIN_URL=http://{admin} PGWARD_ADMIN_TOKEN={carol_token} pgward approvals list");
+            println!();
+            println!("or in the web console, http://{admin}/console, signed in with that token.");
             println!();
         }
         println!("Try: SELECT full_name, email FROM people LIMIT 5;   then, as agent-7: DELETE FROM payments;");

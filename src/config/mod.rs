@@ -159,6 +159,9 @@ pub struct Admin {
     pub listen: SocketAddr,
     /// Certificate chain and key for HTTPS; plain HTTP without.
     pub cert_and_key: Option<(PathBuf, PathBuf)>,
+    /// Roles (as the live rules resolve them) whose members may read the audit log through
+    /// the API and the console.
+    pub auditor_roles: Vec<String>,
 }
 
 /// The process environment.
@@ -437,9 +440,13 @@ impl Config {
                         ));
                     }
                 };
+                let auditor_roles = a
+                    .auditor_roles
+                    .unwrap_or_else(|| vec!["auditor".to_owned()]);
                 Some(Admin {
                     listen,
                     cert_and_key,
+                    auditor_roles,
                 })
             }
         };

@@ -105,6 +105,8 @@ pub struct RawAdmin {
     pub cert: Option<Spanned<String>>,
     /// PEM private key for HTTPS (with `cert`).
     pub key: Option<Spanned<String>>,
+    /// Roles whose members may read the audit log through the API (default `["auditor"]`).
+    pub auditor_roles: Option<Vec<String>>,
 }
 
 /// `[tls]`

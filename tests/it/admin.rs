@@ -236,9 +236,19 @@ async fn list_and_show_describe_what_would_run() {
     let text = r["created_at"]["rfc3339"].as_str().unwrap();
     assert!(text.ends_with('Z') && text.len() == 24, "{text}");
 
-    let (status, one) = get(h, &format!("/v1/approvals/{id}"), &s.carol).await;
+    let (status, mut one) = get(h, &format!("/v1/approvals/{id}"), &s.carol).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(&one, r);
+    // The same request, but carol (a dba) may decide it and bob may not.
+    assert_eq!(one["can_decide"], true);
+    assert_eq!(r["can_decide"], false);
+    let mut r = r.clone();
+    for view in [&mut one, &mut r] {
+        let fields = view.as_object_mut().unwrap();
+        fields.remove("can_decide");
+        fields.remove("cannot_decide");
+        fields.remove("can_reject");
+    }
+    assert_eq!(one, r);
     assert_eq!(one["statement"]["params_masked"], false);
     // dan has a mask on orders: he sees that there are parameters, not their values.
     let (status, masked) = get(h, &format!("/v1/approvals/{id}"), &s.dan).await;

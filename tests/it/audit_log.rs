@@ -494,6 +494,7 @@ async fn replay_and_sessions_read_the_log_back() {
             decision: Some("deny".to_owned()),
             identity: Some("agent-2".to_owned()),
             since_us: None,
+            until_us: None,
         },
     );
     assert_eq!(denied.len(), 1);

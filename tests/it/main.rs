@@ -8,6 +8,7 @@ mod audit_log;
 mod audit_session;
 mod auth;
 mod bad_input;
+mod console;
 mod demo;
 mod identity;
 mod leaks;

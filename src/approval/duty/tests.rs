@@ -470,3 +470,36 @@ fn every_refusal_keeps_the_session_and_names_request_and_rule() {
         );
     }
 }
+
+/// `may_decide` answers exactly what `decide` would, for every person, verdict and moment,
+/// and changes nothing.
+#[test]
+fn may_decide_agrees_with_decide() {
+    let people = ["agent-7", "alice", "bob", "carol", "dave"];
+    let verdicts = [Verdict::Approve, reject("no"), reject(" ")];
+    let times = [at(1), at(60), at(61)];
+    for min_approvals in [1, 2] {
+        let (set, mut base) = request(min_approvals);
+        // One approval already given, so that a second approval by carol is refused.
+        base.decide(&party(&set, "carol"), Verdict::Approve, at(0))
+            .unwrap();
+        for who in people {
+            for verdict in &verdicts {
+                for now in times {
+                    let approver = party(&set, who);
+                    let before = base.clone();
+                    let predicted = base.may_decide(&approver, verdict, now);
+                    assert_eq!(base, before, "may_decide changed the request");
+                    let mut copy = base.clone();
+                    let actual = copy.decide(&approver, verdict.clone(), now).map(|_| ());
+                    assert_eq!(predicted, actual, "{who} {verdict:?} at {now:?}");
+                }
+            }
+        }
+    }
+    let (set, req) = request_by("alice", 1);
+    assert!(matches!(
+        req.may_decide(&party(&set, "alice"), &Verdict::Approve, at(1)),
+        Err(Error::SelfDecision { .. })
+    ));
+}
