@@ -90,6 +90,8 @@ pub struct Caller {
 pub enum Credential {
     /// An identity's `admin_token` from the identities file.
     AdminToken,
+    /// A JWT: an OIDC provider's or a `pgward token issue` agent token.
+    Token,
 }
 
 /// Why a request was not answered with what it asked for.
@@ -375,11 +377,35 @@ impl Api {
                 credential: Credential::AdminToken,
             });
         }
-        // === OIDC bearer tokens (JWT): to be added here ===
-        // A JWT verified against the `[token]` settings (signature by the JWKS, issuer,
-        // audience, expiry) becomes a `Caller` with `self.party(subject, &groups)`, so that its
-        // groups claim maps to roles exactly as for client connections, and a new
-        // `Credential::Oidc`. Until then a JWT is an unknown token.
+        // A JWT (an OIDC provider's or an agent token) verified like a client's token: its
+        // groups map to roles exactly as for client connections.
+        if let Some(verifier) = &self.shared.tokens
+            && token.matches('.').count() == 2
+        {
+            match verifier.verify_bearer(token) {
+                Ok(v) => {
+                    let groups: Vec<String> = v
+                        .groups
+                        .iter()
+                        .map(|g| g.strip_prefix("group:").unwrap_or(g).to_owned())
+                        .collect();
+                    // As in sessions: the token's roles and groups, never the identities file's.
+                    let roles = self
+                        .shared
+                        .rules
+                        .current()
+                        .roles_for(&v.name, &v.roles, &groups);
+                    return Ok(Caller {
+                        party: Party::new(v.name, roles),
+                        credential: Credential::Token,
+                    });
+                }
+                Err(e) => {
+                    info!(%peer, reason = %e, "Admin API: bearer token refused");
+                    return Err(Error::Unauthorized);
+                }
+            }
+        }
         info!(%peer, "Admin API: unknown bearer token");
         Err(Error::Unauthorized)
     }
@@ -420,6 +446,7 @@ impl Api {
             roles: caller.party.roles.clone(),
             credential: match caller.credential {
                 Credential::AdminToken => "admin_token",
+                Credential::Token => "token",
             }
             .to_owned(),
             is_auditor: self.is_auditor(caller),

@@ -107,6 +107,7 @@ async fn start(jwks_keys: &str, state: &Path) -> Running {
     Harness::new()
         .rules(RULES)
         .tls("allow")
+        .admin()
         .config(&format!(
             r#"data_dir = {state:?}
 
@@ -339,6 +340,33 @@ async fn agent_tokens_from_pgward_token_issue_carry_their_roles() {
     // Another identity can't use agent-7's token.
     let e = connect(&h, "agent-8", &token, true).await.unwrap_err();
     assert_eq!(fatal(&e).0, SqlState::INVALID_PASSWORD);
+
+    // The same token signs in to the admin API and console, with the same roles.
+    let me: Value = reqwest::Client::new()
+        .get(format!("{}/v1/me", h.admin_url()))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["identity"], "agent-7");
+    assert_eq!(me["credential"], "token");
+    assert!(me["roles"].as_array().unwrap().contains(&json!("reader")));
+    // One signature character changed (in the middle: every bit there counts).
+    let mut forged = token.clone().into_bytes();
+    let i = token.len() - 20;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    let status = reqwest::Client::new()
+        .get(format!("{}/v1/me", h.admin_url()))
+        .bearer_auth(forged)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, reqwest::StatusCode::UNAUTHORIZED);
 }
 
 #[tokio::test]
