@@ -8,6 +8,7 @@
 #   ONLY=mask MASK_ROWS=1000000 scripts/bench.sh   # only the masking section
 #   ONLY=hold HOLD=100 scripts/bench.sh            # only the held-sessions section
 #   ONLY=audit scripts/bench.sh                     # only the audit section (off/batched/strict)
+#   ONLY=connect scripts/bench.sh                   # only connect-per-transaction (pgbench -S -C)
 #
 # Needs: initdb/pg_ctl/pgbench (postgresql), pgbouncer, cargo. Installs nothing itself except
 # when run with INSTALL=1 (apt-get).
@@ -192,6 +193,28 @@ printf '%-22s %12.1f %12.1f %12.1f %14.3f %16.3f\n' "SELECT 1 latency (us)" "$d"
 printf 'pgward added latency at the median: %.1f us (PgBouncer: %.1f us)\n' \
   "$(echo "$w - $d" | bc -l)" "$(echo "$b - $d" | bc -l)"
 fi
+
+# Connection setup: pgbench -S -C opens a new connection for every transaction (authentication,
+# startup, one SELECT, Terminate). pgward serves it from its session pool, PgBouncer from its own.
+if [ -z "${ONLY:-}" ] || [ "${ONLY:-}" = connect ]; then
+echo
+echo "pgbench -S -C (a connection per transaction): $CLIENTS clients, ${SECS}s per run, $ROUNDS rounds, interleaved"
+declare -A CONN
+for r in $(seq "$ROUNDS"); do
+  for t in "${targets[@]}"; do
+    v=$(run_pgbench -n -S -C -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres)
+    CONN[$t]="${CONN[$t]:-} $v"
+    printf '  round %s connect   %-10s %10.0f tps\n' "$r" "$t" "$v"
+  done
+done
+d=$(echo ${CONN[direct]} | tr ' ' '\n' | median)
+b=$(echo ${CONN[pgbouncer]} | tr ' ' '\n' | median)
+w=$(echo ${CONN[pgward]} | tr ' ' '\n' | median)
+printf '%-22s %12s %12s %12s %14s %16s\n' "median" direct pgbouncer pgward "pgward/direct" "pgward/pgbouncer"
+printf '%-22s %12.0f %12.0f %12.0f %14.3f %16.3f\n' "TPS -S -C" "$d" "$b" "$w" \
+  "$(echo "$w / $d" | bc -l)" "$(echo "$w / $b" | bc -l)"
+fi
+if [ "${ONLY:-}" = connect ]; then exit 0; fi
 
 # The audit log: pgward without it, batched, and strict, on a read workload (pgbench -S, every
 # statement recorded) and on pgbench's TPC-B-like writes (5 statements per transaction).
