@@ -34,6 +34,14 @@ pub struct Metrics {
     pub bytes_from_clients: IntCounter,
     /// Bytes relayed, server to client.
     pub bytes_to_clients: IntCounter,
+    /// Values masked in result rows, by mask rule (and `detector:KIND` for content detectors).
+    pub masked_values: IntCounterVec,
+    /// pgward's own time per client message batch: from its last byte read to its forwarding.
+    pub added_latency: Histogram,
+    /// Audit records written (fsynced) by the log writer.
+    pub audit_records: IntCounter,
+    /// Time of one audit write and fsync (a batch in batched mode, a group in strict mode).
+    pub audit_write_seconds: Histogram,
     /// Server connections open now (in use and pooled).
     pub upstream_open: IntGauge,
     /// Server connections opened.
@@ -122,6 +130,36 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(approval_wait.clone()))?;
+        let masked_values = vec(
+            "pgward_masked_values_total",
+            "Values masked in result rows, by mask rule (detector:KIND for content detectors)",
+            &["rule"],
+        )?;
+        let added_latency = Histogram::with_opts(
+            HistogramOpts::new(
+                "pgward_added_latency_seconds",
+                "pgward's own time per client message batch: from its last byte read to forwarding it",
+            )
+            .buckets(vec![
+                0.000_005, 0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001,
+                0.002_5, 0.005, 0.01, 0.05, 0.25, 1.0,
+            ]),
+        )?;
+        registry.register(Box::new(added_latency.clone()))?;
+        let audit_records = counter(
+            "pgward_audit_records_total",
+            "Audit records written and fsynced",
+        )?;
+        let audit_write_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "pgward_audit_write_seconds",
+                "Time of one audit log write and fsync (a batch or a strict group)",
+            )
+            .buckets(vec![
+                0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+            ]),
+        )?;
+        registry.register(Box::new(audit_write_seconds.clone()))?;
         let upstream_open = IntGauge::new(
             "pgward_upstream_connections_open",
             "Server connections open now, in use or pooled",
@@ -136,6 +174,10 @@ impl Metrics {
             "Sessions served by a pooled server connection",
         )?;
         Ok(Metrics {
+            masked_values,
+            added_latency,
+            audit_records,
+            audit_write_seconds,
             upstream_open,
             upstream_opened,
             upstream_reused,

@@ -83,16 +83,7 @@ impl Server {
     /// When a file is unusable or the address can't be bound.
     pub async fn bind(config: Config) -> Result<Server, Error> {
         let identities = Identities::load(&config.identities)?;
-        let client_auth = match &config.tls.client_certs {
-            Some(c) => Some(tls::DeferredClientAuth::new(&c.ca_file)?),
-            None => None,
-        };
-        let client_tls = match (&config.tls.cert_and_key, config.tls.mode) {
-            (Some((cert, key)), TlsMode::Allow | TlsMode::Require) => Some(TlsAcceptor::from(
-                tls::server_config_with_client_auth(cert, key, client_auth.clone())?,
-            )),
-            _ => None,
-        };
+        let client_tls = arc_swap::ArcSwapOption::new(client_tls(&config)?.map(Arc::new));
         let upstream_tls =
             tls::upstream_config(config.upstream.sslmode, config.upstream.ca_file.as_deref())?;
         let rules = session::RulesHandle::load(&config.rules)?;
@@ -110,6 +101,12 @@ impl Server {
             None => None,
         };
         let metrics = Arc::new(crate::metrics::Metrics::new()?);
+        if let Some(log) = &audit {
+            log.measure_with(crate::audit::Meter {
+                records: metrics.audit_records.clone(),
+                write_seconds: metrics.audit_write_seconds.clone(),
+            });
+        }
         follow_approval_events(&approvals, audit.clone(), Arc::clone(&metrics));
         let listener = TcpListener::bind(config.listen)
             .await
@@ -134,7 +131,6 @@ impl Server {
         };
         let shared = Arc::new(Shared {
             tokens,
-            client_auth,
             pools,
             config,
             identities,
@@ -198,6 +194,8 @@ impl Server {
         let _reloader = AbortOnDrop(tokio::spawn(
             Arc::clone(&self.shared.rules).watch(RULES_POLL),
         ));
+        let _tls_reloader =
+            AbortOnDrop(tokio::spawn(reload_tls_on_hangup(Arc::clone(&self.shared))));
         let _admin = self
             .admin
             .take()
@@ -357,4 +355,55 @@ fn mask_key(config: &Config) -> Result<Arc<[u8]>, Error> {
             (0..MASK_KEY_BYTES).map(|_| rand::random::<u8>()).collect()
         }
     })
+}
+
+/// Client TLS as configured: the acceptor, and the client-certificate check when `client_ca` is
+/// set; `None` when TLS is off.
+fn client_tls(config: &Config) -> Result<Option<session::ClientTls>, Error> {
+    let (Some((cert, key)), TlsMode::Allow | TlsMode::Require) =
+        (&config.tls.cert_and_key, config.tls.mode)
+    else {
+        return Ok(None);
+    };
+    let client_auth = match &config.tls.client_certs {
+        Some(c) => Some(tls::DeferredClientAuth::new(&c.ca_file)?),
+        None => None,
+    };
+    let acceptor = TlsAcceptor::from(tls::server_config_with_client_auth(
+        cert,
+        key,
+        client_auth.clone(),
+    )?);
+    Ok(Some(session::ClientTls {
+        acceptor,
+        client_auth,
+    }))
+}
+
+/// Re-reads the client TLS certificate, key and client CA. New connections use them at once;
+/// sessions already established keep theirs. Files that fail to load leave the current ones in
+/// force (logged), so a half-copied certificate never takes TLS down.
+pub fn reload_tls(shared: &Shared) -> bool {
+    match client_tls(&shared.config) {
+        Ok(fresh) => {
+            shared.client_tls.store(fresh.map(Arc::new));
+            info!("TLS certificates reloaded");
+            true
+        }
+        Err(e) => {
+            error!(error = %e, "TLS reload failed; the previous certificates stay in force");
+            false
+        }
+    }
+}
+
+/// Reloads client TLS on every SIGHUP (the rules reload on the same signal).
+async fn reload_tls_on_hangup(shared: Arc<Shared>) {
+    let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangup.recv().await.is_some() {
+        reload_tls(&shared);
+    }
 }

@@ -32,7 +32,7 @@ pub use record::{
     SessionStart, Statement,
 };
 pub use verify::{Break, BreakKind, Report, verify};
-pub use writer::{AuditLog, Durability, Options, Pending};
+pub use writer::{AuditLog, Durability, Meter, Options, Pending};
 
 use crate::config::{self, AuditMode};
 use crate::proto::{Severity, Side, SqlState, ToErrorResponse};

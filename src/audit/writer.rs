@@ -109,6 +109,16 @@ struct Inner {
     tx: mpsc::Sender<Command>,
     failed: Arc<OnceLock<Error>>,
     instance: String,
+    meter: Arc<OnceLock<Meter>>,
+}
+
+/// Where the writer reports what it wrote and how long writes took.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    /// Records written and fsynced.
+    pub records: prometheus::IntCounter,
+    /// Time of each write + fsync.
+    pub write_seconds: prometheus::Histogram,
 }
 
 #[expect(
@@ -135,6 +145,7 @@ struct Writer {
     oldest: Option<Instant>,
     scratch: Vec<u8>,
     failed: Arc<OnceLock<Error>>,
+    meter: Arc<OnceLock<Meter>>,
 }
 
 struct OpenFile {
@@ -190,6 +201,7 @@ impl AuditLog {
         }
         let instance = format!("{:012x}", rand::random::<u64>() >> 16);
         let failed = Arc::new(OnceLock::new());
+        let meter = Arc::new(OnceLock::new());
         let (tx, rx) = mpsc::channel();
         let writer = Writer {
             opts,
@@ -202,6 +214,7 @@ impl AuditLog {
             oldest: None,
             scratch: Vec::new(),
             failed: failed.clone(),
+            meter: meter.clone(),
         };
         std::thread::Builder::new()
             .name("pgward-audit".to_owned())
@@ -215,8 +228,15 @@ impl AuditLog {
                 tx,
                 failed,
                 instance,
+                meter,
             }),
         })
+    }
+
+    /// Reports records written and write times to `meter` from now on (once; later calls are
+    /// ignored).
+    pub fn measure_with(&self, meter: Meter) {
+        let _ = self.inner.meter.set(meter);
     }
 
     /// Queues `record`; never blocks. The result resolves once the record is durable.
@@ -471,8 +491,13 @@ impl Writer {
         if self.builder.is_empty() {
             return;
         }
+        let (rows, started) = (self.builder.len() as u64, Instant::now());
         match self.write_batch() {
             Ok(()) => {
+                if let Some(m) = self.meter.get() {
+                    m.records.inc_by(rows);
+                    m.write_seconds.observe(started.elapsed().as_secs_f64());
+                }
                 self.oldest = None;
                 for (seq, ack) in self.acks.drain(..) {
                     let _ = ack.send(Ok(seq));

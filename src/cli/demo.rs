@@ -15,7 +15,6 @@ const RULES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
 const UPSTREAM_USER: &str = "pgward_app";
 
 pub fn run(listen: SocketAddr) -> anyhow::Result<ExitCode> {
-    super::init_logging();
     println!("Starting a throwaway PostgreSQL…");
     let pg = LocalPostgres::start(&random_secret()).context("starting PostgreSQL")?;
     let upstream_password = random_secret();

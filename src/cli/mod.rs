@@ -30,6 +30,9 @@ enum Command {
         /// The configuration file.
         #[arg(long, short)]
         config: PathBuf,
+        /// Log lines as text (default) or one JSON object per line.
+        #[arg(long, value_enum, default_value = "text", env = "PGWARD_LOG_FORMAT")]
+        log_format: LogFormat,
     },
     /// Print an identities-file entry for NAME with a SCRAM verifier of a password read from the
     /// terminal (or the first line of standard input).
@@ -92,13 +95,16 @@ enum Command {
 /// Runs the chosen subcommand.
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.command {
-        Command::Serve { config } => serve::run(&config),
+        Command::Serve { config, log_format } => serve::run(&config, log_format),
         Command::Passwd {
             name,
             roles,
             admin_token,
         } => passwd::run(&name, &roles, admin_token),
-        Command::Demo { listen } => demo::run(listen),
+        Command::Demo { listen } => {
+            init_logging(LogFormat::Text);
+            demo::run(listen)
+        }
         Command::Explain {
             sql,
             format,
@@ -114,14 +120,27 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// How log lines look.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line (time, level, target, message, fields, span fields), for
+    /// log shippers.
+    Json,
+}
+
 /// Logs to stderr; `RUST_LOG` overrides the default `info`.
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {

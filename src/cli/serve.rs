@@ -7,8 +7,8 @@ use anyhow::Context;
 use pgward::config::{Config, ProcessEnv};
 use pgward::server::Server;
 
-pub fn run(config_path: &Path) -> anyhow::Result<ExitCode> {
-    super::init_logging();
+pub fn run(config_path: &Path, log_format: super::LogFormat) -> anyhow::Result<ExitCode> {
+    super::init_logging(log_format);
     let config = Config::load(config_path, &ProcessEnv)?;
     super::runtime()?.block_on(async {
         let server = Server::bind(config).await.context("starting pgward")?;

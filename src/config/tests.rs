@@ -244,3 +244,73 @@ fn token_errors_name_the_key() {
     assert_eq!(key, "token.agent_key_file");
     assert!(m.contains("data_dir"), "{m}");
 }
+
+#[test]
+fn the_production_sample_is_valid() {
+    let env = HashMap::from([
+        ("PGWARD_UPSTREAM_PASSWORD".to_owned(), "a".to_owned()),
+        ("APP_AGENT_PASSWORD".to_owned(), "b".to_owned()),
+        ("APP_READONLY_PASSWORD".to_owned(), "c".to_owned()),
+    ]);
+    let c = Config::parse(
+        include_str!("../../docs/pgward.production.toml"),
+        "pgward.production.toml",
+        Path::new("/etc/pgward"),
+        &env,
+    )
+    .unwrap();
+    assert!(c.auth.uses(crate::auth::AuthMethod::Cert));
+    assert!(c.tls.client_certs.is_some());
+    assert_eq!(c.pool.max_size, 40);
+    assert_eq!(c.upstream.logins.len(), 2);
+    assert!(!format!("{c:?}").contains("APP_AGENT_PASSWORD\": \"b"));
+}
+
+#[test]
+fn identity_sections_are_validated_with_their_key() {
+    let with = |extra: &str| format!("{MINIMAL}\n{extra}");
+    let (_, key, message) = invalid(&with("[[auth]]\nmethod = \"ldap\"\n"));
+    assert_eq!(key, "auth[0].method");
+    assert!(
+        message.contains("scram, token, cert or reject"),
+        "{message}"
+    );
+    let (_, key, message) = invalid(&with(
+        "[[auth]]\nmethod = \"scram\"\n[[auth]]\naddresses = [\"10.0.0.1/8\"]\nmethod = \"scram\"\n",
+    ));
+    assert_eq!(key, "auth[1].addresses");
+    assert!(message.contains("10.0.0.0/8"), "{message}");
+    let (_, key, _) = invalid(&with("[[auth]]\nmethod = \"cert\"\n"));
+    assert_eq!(key, "tls.client_ca");
+    let (_, key, _) = invalid(&with("[[auth]]\nmethod = \"token\"\n"));
+    assert_eq!(key, "token");
+    let (_, key, _) = invalid(&with("[pool]\nmax_size = 0\n"));
+    assert_eq!(key, "pool.max_size");
+    let (_, key, _) = invalid(&with("[pool]\nidle_timeout = \"soon\"\n"));
+    assert_eq!(key, "pool.idle_timeout");
+    let (_, key, message) = invalid(&with(
+        "[upstream.logins.app_agent]\npassword_env = \"NOT_SET_ANYWHERE\"\n",
+    ));
+    assert_eq!(key, "upstream.logins.app_agent.password_env");
+    assert!(message.contains("NOT_SET_ANYWHERE"), "{message}");
+    let (_, key, _) = invalid(&MINIMAL.replace(
+        "password_env = \"PGWARD_TEST_PW\"",
+        "password_env = \"PGWARD_TEST_PW\"\napplication_name = \"{application_name}\"",
+    ));
+    assert_eq!(key, "upstream.application_name");
+    let (_, key, _) = invalid(&MINIMAL.replace(
+        "[upstream]",
+        "[tls]\nmode = \"disable\"\nclient_ca = \"ca.pem\"\n\n[upstream]",
+    ));
+    assert_eq!(key, "tls.client_ca");
+}
+
+#[test]
+fn identity_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    assert!(c.auth.is_empty());
+    assert!(c.pool.enabled);
+    assert_eq!(c.pool.max_size, 20);
+    assert_eq!(c.upstream.application_name, DEFAULT_APPLICATION_NAME);
+    assert!(c.tls.client_certs.is_none());
+}

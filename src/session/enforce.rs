@@ -411,6 +411,7 @@ impl ClientStage {
                     }
                     worst
                 };
+                self.log_refusal(&judgement, frame.body());
                 // Views to look up first: the frame is offered again afterwards (analysis is
                 // cached and observing it again changes nothing).
                 if !self.missing_tables.is_empty() {
@@ -474,6 +475,13 @@ impl ClientStage {
                 } else {
                     self.judge(&analysis.combined)
                 };
+                // The Parse body: the statement name, then the text.
+                let body = frame.body();
+                let text = body
+                    .iter()
+                    .position(|&b| b == 0)
+                    .map_or(&body[..0], |nul| &body[nul + 1..]);
+                self.log_refusal(&judgement, text);
                 if !self.missing_tables.is_empty() {
                     return Verdict::Lookup;
                 }
@@ -525,6 +533,7 @@ impl ClientStage {
                     self.tracker.prepared_profile(statement)
                 };
                 let judgement = self.judge(&profile);
+                self.log_refusal(&judgement, b"(a prepared statement)");
                 if !self.missing_tables.is_empty() {
                     return Verdict::Lookup;
                 }
@@ -874,6 +883,22 @@ impl ClientStage {
         }
     }
 
+    /// One log line per refused statement: who, which rule, and the statement's shape (literals
+    /// replaced, truncated), never its values.
+    fn log_refusal(&self, judgement: &Judgement, text: &[u8]) {
+        if let Judgement::Deny(d) = judgement
+            && tracing::enabled!(tracing::Level::INFO)
+        {
+            let text = std::str::from_utf8(text.split(|&b| b == 0).next().unwrap_or_default());
+            info!(
+                identity = %self.rules.identity(),
+                rule = %d.rule,
+                sql = %text.map_or_else(|_| "(not UTF-8)".to_owned(), |t| crate::sql::for_log(t, 200)),
+                "Statement refused"
+            );
+        }
+    }
+
     /// What the rules say about `profile`.
     fn judge(&mut self, profile: &StatementProfile) -> Judgement {
         self.rules.refresh();
@@ -921,12 +946,6 @@ impl ClientStage {
                 tables,
             });
         }
-        info!(
-            identity = %self.rules.identity(),
-            rule = %decision.rule,
-            class = profile.class.as_str(),
-            "Statement refused"
-        );
         Judgement::Deny(Denial {
             code: SqlState::INSUFFICIENT_PRIVILEGE,
             rule: decision.rule.to_string(),

@@ -315,8 +315,13 @@ async fn negotiate(mut stream: Stream, shared: &Arc<Shared>) -> Negotiated {
                 let r = Refusal::new(SqlState::PROTOCOL_VIOLATION, "encryption requested twice");
                 return Negotiated::Refused(stream, r);
             }
-            StartupRequest::Ssl => match (&shared.client_tls, shared.config.tls.mode, stream) {
-                (Some(acceptor), TlsMode::Allow | TlsMode::Require, Stream::Plain(mut tcp)) => {
+            StartupRequest::Ssl => match (
+                shared.client_tls.load_full(),
+                shared.config.tls.mode,
+                stream,
+            ) {
+                (Some(tls), TlsMode::Allow | TlsMode::Require, Stream::Plain(mut tcp)) => {
+                    let acceptor = &tls.acceptor;
                     if tcp.write_all(b"S").await.is_err() {
                         return Negotiated::Done;
                     }
@@ -556,6 +561,7 @@ impl Established {
         if let Some(r) = &recorder {
             masker.record_with(r.clone());
         }
+        masker.count_with(Arc::clone(&shared.metrics));
         client_stage.count_with(Arc::clone(&shared.metrics));
         let server_stage = ServerStage::new(Arc::clone(&shared.refusal_token), refusals, masker);
         shared.metrics.sessions_open.inc();

@@ -36,7 +36,11 @@ pub(super) fn by_certificate(
     shared: &Shared,
     user: &str,
 ) -> Result<Identity, Refusal> {
-    let (Some(certs), Some(check)) = (&shared.config.tls.client_certs, &shared.client_auth) else {
+    let check = shared
+        .client_tls
+        .load_full()
+        .and_then(|t| t.client_auth.clone());
+    let (Some(certs), Some(check)) = (&shared.config.tls.client_certs, check) else {
         info!(
             user,
             "Certificate authentication refused: no [tls] client_ca"

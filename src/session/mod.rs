@@ -50,10 +50,8 @@ pub struct Shared {
     pub config: Config,
     /// Who may connect.
     pub identities: Identities,
-    /// TLS for clients, unless disabled.
-    pub client_tls: Option<TlsAcceptor>,
-    /// Checks client certificates' chains, when `[tls] client_ca` is set.
-    pub client_auth: Option<Arc<crate::tls::DeferredClientAuth>>,
+    /// TLS for clients, unless disabled; swapped whole on SIGHUP.
+    pub client_tls: arc_swap::ArcSwapOption<ClientTls>,
     /// TLS towards the server, unless `sslmode = disable`.
     pub upstream_tls: Option<Arc<ClientConfig>>,
     /// Cancel keys of live sessions.
@@ -88,6 +86,20 @@ pub struct Shared {
     pub tokens: Option<Arc<crate::auth::TokenVerifier>>,
     /// Server connections: pooled per (database, login, startup parameters), or direct.
     pub pools: Arc<crate::upstream::Pools>,
+}
+
+/// What new client TLS connections are accepted with.
+pub struct ClientTls {
+    /// The TLS server side.
+    pub acceptor: TlsAcceptor,
+    /// Checks client certificates' chains, when `[tls] client_ca` is set.
+    pub client_auth: Option<Arc<crate::tls::DeferredClientAuth>>,
+}
+
+impl std::fmt::Debug for ClientTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientTls").finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Shared {

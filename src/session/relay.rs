@@ -88,6 +88,10 @@ pub struct Pump {
     scratch: BytesMut,
     /// Counts the bytes read from the source, when metrics are kept.
     bytes: Option<prometheus::IntCounter>,
+    /// Time from read to forward, when measured (client to server only).
+    latency: Option<prometheus::Histogram>,
+    /// When the last read completed, while its bytes are not yet all forwarded.
+    read_at: Option<std::time::Instant>,
     /// The outgoing bytes of a walk that replaced a frame: the frames passed around it are
     /// copied here too, so a result with a masked column in every row still leaves in one write
     /// per read instead of one per row. Empty (and unused) when nothing is replaced.
@@ -168,12 +172,20 @@ impl Pump {
             scratch: BytesMut::new(),
             out: BytesMut::new(),
             bytes: None,
+            latency: None,
+            read_at: None,
         }
     }
 
     /// Counts the bytes read from the source in `counter`.
     pub fn count_bytes(&mut self, counter: prometheus::IntCounter) {
         self.bytes = Some(counter);
+    }
+
+    /// Observes, in `histogram`, the time from the read that completed a batch of messages to
+    /// their being forwarded (flushed), whenever the batch leaves nothing partial behind.
+    pub fn time_forwarding(&mut self, histogram: prometheus::Histogram) {
+        self.latency = Some(histogram);
     }
 
     /// Whether a write was interrupted mid-way: the sink may hold part of a frame.
@@ -247,6 +259,8 @@ impl Pump {
                     if let Some(end) = self.hold().await {
                         return end;
                     }
+                    // Time spent waiting for an approver is not pgward's added latency.
+                    self.read_at = None;
                     continue;
                 }
                 Step::Continue => {}
@@ -258,6 +272,12 @@ impl Pump {
             // Flush before waiting for input: the write side is caught up with what was read.
             if let Err(e) = self.sink.flush().await {
                 return End::WriteFailed(e);
+            }
+            // pgward's own time: from the read that completed what is now forwarded, to here.
+            if let Some((latency, read_at)) = self.latency.as_ref().zip(self.read_at.take())
+                && self.buf.is_empty()
+            {
+                latency.observe(read_at.elapsed().as_secs_f64());
             }
             let want = self
                 .pending_frame_len()
@@ -296,6 +316,9 @@ impl Pump {
                 Ok(n) => {
                     if let Some(c) = &self.bytes {
                         c.inc_by(n as u64);
+                    }
+                    if self.latency.is_some() {
+                        self.read_at = Some(std::time::Instant::now());
                     }
                 }
                 Err(e) => return End::ReadFailed(e),
@@ -553,6 +576,7 @@ pub async fn run(
     );
     if let Some(m) = metrics {
         c2s.count_bytes(m.bytes_from_clients.clone());
+        c2s.time_forwarding(m.added_latency.clone());
         s2c.count_bytes(m.bytes_to_clients.clone());
     }
     let (direction, end) = tokio::select! {

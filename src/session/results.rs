@@ -179,12 +179,55 @@ pub struct ResultMasker {
     capture: Option<crate::audit::RowsCapture>,
     /// Column names of the last RowDescription, for captured rows.
     capture_names: Vec<String>,
+    /// Counts masked values by rule, when metrics are on.
+    mask_counters: Option<MaskCounters>,
+}
+
+/// `pgward_masked_values_total` resolved for one rule set: one counter per mask rule, so that
+/// counting a masked value is an atomic add.
+#[derive(Debug)]
+struct MaskCounters {
+    metrics: Arc<crate::metrics::Metrics>,
+    rules: Option<Arc<RuleSet>>,
+    by_rule: Vec<prometheus::IntCounter>,
 }
 
 /// Why a result can't be passed on.
 #[derive(Debug, thiserror::Error)]
 #[error("pgward could not mask a result row: {0}")]
 pub struct Unmaskable(#[from] mask::Error);
+
+// === impl MaskCounters ===
+
+impl MaskCounters {
+    /// Counts one rewritten row: a value for each masked column (NULLs included), and the
+    /// detector's finding.
+    fn count(&mut self, rules: &Arc<RuleSet>, plan: &MaskPlan, applied: mask::Applied) {
+        if !self.rules.as_ref().is_some_and(|r| Arc::ptr_eq(r, rules)) {
+            self.by_rule = rules
+                .masks()
+                .iter()
+                .map(|m| {
+                    self.metrics
+                        .masked_values
+                        .with_label_values(&[&m.id().to_string()])
+                })
+                .collect();
+            self.rules = Some(Arc::clone(rules));
+        }
+        for mask in plan.columns().iter().flatten() {
+            if let Some(c) = self.by_rule.get(mask.rule_index) {
+                c.inc();
+            }
+        }
+        if let mask::Applied::Detected { kind, .. } = applied {
+            self.metrics
+                .masked_values
+                .with_label_values(&[&format!("detector:{kind:?}")])
+                .inc();
+        }
+    }
+}
 
 // === impl Pipeline ===
 
@@ -478,12 +521,22 @@ impl ResultMasker {
             result_bytes: 0,
             capture: None,
             capture_names: Vec::new(),
+            mask_counters: None,
         }
     }
 
     /// Records statements' outcomes with `recorder`.
     pub fn record_with(&mut self, recorder: Recorder) {
         self.recorder = Some(recorder);
+    }
+
+    /// Counts masked values by rule in `metrics`.
+    pub fn count_with(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        self.mask_counters = Some(MaskCounters {
+            metrics,
+            rules: None,
+            by_rule: Vec::new(),
+        });
     }
 
     /// Whether masks have applied to the session.
@@ -550,6 +603,9 @@ impl ResultMasker {
             Active::Copy(_) => mask::null_all(frame.body(), out)?,
         };
         Ok(if applied.is_rewritten() {
+            if let (Some(counters), Active::Rows(plan)) = (&mut self.mask_counters, &self.active) {
+                counters.count(&self.rules.current().rules, plan, applied);
+            }
             if self.capture_on() {
                 // The row as the client receives it: the rewritten frame.
                 let rewritten = out.split_off(start);

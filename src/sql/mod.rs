@@ -58,6 +58,7 @@ mod fallback;
 mod lexer;
 mod lineage;
 mod normalize;
+pub use normalize::for_log;
 mod oracle;
 mod profile;
 mod select;

@@ -52,9 +52,55 @@ pub fn normalized_key(sql: &str, out: &mut String) -> bool {
     true
 }
 
+/// The statement as pgward's log shows it: every literal (string, number, dollar-quoted body)
+/// replaced by `?`, comments and runs of whitespace by one space, and cut after `max` characters.
+/// A literal can hold a password (`ALTER ROLE … PASSWORD '…'`) or a value of a masked column
+/// typed by the client; the log keeps the statement's shape only.
+pub fn for_log(sql: &str, max: usize) -> String {
+    let mut out = String::with_capacity(sql.len().min(max) + 3);
+    let mut last_end = 0;
+    for token in Lexer::new(sql) {
+        if out.chars().count() >= max {
+            out.push('…');
+            return out;
+        }
+        if token.range.start > last_end && !out.is_empty() {
+            out.push(' ');
+        }
+        last_end = token.range.end;
+        let text = &sql[token.range.clone()];
+        match token.kind {
+            TokenKind::String | TokenKind::Unterminated => out.push('?'),
+            TokenKind::Number if !text.starts_with('$') => out.push('?'),
+            _ => out.push_str(text),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn logged_statements_keep_their_shape_and_lose_their_values() {
+        assert_eq!(
+            for_log(
+                "ALTER ROLE bob PASSWORD 'hunter2' -- note\n VALID UNTIL '2030-01-01'",
+                200
+            ),
+            "ALTER ROLE bob PASSWORD ? VALID UNTIL ?"
+        );
+        assert_eq!(
+            for_log(
+                "SELECT * FROM people WHERE ssn = $1 AND id = 42 AND x = $$secret$$",
+                200
+            ),
+            "SELECT * FROM people WHERE ssn = $1 AND id = ? AND x = ?"
+        );
+        assert_eq!(for_log("SELECT aaaa, bbbb, cccc", 10), "SELECT aaaa…");
+        assert_eq!(for_log("SELECT 'unterminated", 200), "SELECT ?");
+    }
 
     fn key(sql: &str) -> String {
         let mut out = String::new();

@@ -6,7 +6,7 @@ use pgward::policy::Action;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::{Harness, Running};
+use crate::support::{Harness, Running, harness, pg};
 
 const RULES: &str = r#"
 [roles.dev]
@@ -735,4 +735,66 @@ async fn metrics_count_connections_statements_and_refusals() {
         metric(&h, "pgward_sessions_open").await == 0.0,
         "the session closed"
     );
+}
+
+/// The sum of every sample of the metric family `name` (all label sets) in `/metrics`.
+async fn metric_sum(h: &Running, name: &str) -> f64 {
+    let text = http()
+        .get(format!("{}/metrics", h.admin_url()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_cover_latency_masking_audit_and_the_pool() {
+    let state = tempfile::tempdir().unwrap();
+    let rules = format!(
+        "{}\n[[masks]]\nroles = [\"everyone\"]\ncolumns = [\"people.ssn\"]\nstrategy = \"redact\"\n",
+        harness::ALLOW_ALL
+    );
+    let h = Harness::new()
+        .admin()
+        .rules(&rules)
+        .config(&format!(
+            "data_dir = {:?}\n",
+            state.path().display().to_string()
+        ))
+        .start()
+        .await;
+    pg::direct(&h.database)
+        .await
+        .batch_execute(
+            "CREATE TABLE people (ssn text); INSERT INTO people VALUES ('123-45-6789'), ('987-65-4321')",
+        )
+        .await
+        .unwrap();
+    let c = h.client().await;
+    let rows = c.query("SELECT ssn FROM people", &[]).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_ne!(rows[0].get::<_, String>(0), "123-45-6789");
+    assert_eq!(metric_sum(&h, "pgward_masked_values_total").await, 2.0);
+    assert!(metric(&h, "pgward_added_latency_seconds_count").await > 0.0);
+    crate::assert_eventually!(
+        metric(&h, "pgward_audit_records_total").await > 0.0
+            && metric(&h, "pgward_audit_write_seconds_count").await > 0.0,
+        "audit writes counted"
+    );
+    assert_eq!(metric(&h, "pgward_upstream_connections_open").await, 1.0);
+    assert_eq!(metric(&h, "pgward_upstream_connections_total").await, 1.0);
+    drop(c);
+    crate::assert_eventually!(h.shared.pools.idle() == 1, "the connection pooled");
+    h.client().await.simple_query("SELECT 1").await.unwrap();
+    assert_eq!(
+        metric(&h, "pgward_upstream_connections_reused_total").await,
+        1.0
+    );
+    assert_eq!(metric(&h, "pgward_upstream_connections_total").await, 1.0);
 }

@@ -181,3 +181,42 @@ async fn upstream_tls_modes_encrypt_and_verify_full_checks_the_certificate() {
         Some(&SqlState::SQLCLIENT_UNABLE_TO_ESTABLISH_SQLCONNECTION)
     );
 }
+
+#[tokio::test]
+async fn certificates_are_reloaded_without_dropping_sessions() {
+    let h = Harness::new().tls("require").start().await;
+    let old_cert = std::fs::read(h.cert_path()).unwrap();
+    let (before, _) = tls_client(&h).await;
+
+    let fresh = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    std::fs::write(h.cert_path(), fresh.cert.pem()).unwrap();
+    std::fs::write(
+        h.dir.path().join("server.key"),
+        fresh.signing_key.serialize_pem(),
+    )
+    .unwrap();
+    assert!(pgward::server::reload_tls(&h.shared));
+
+    // New connections get the new certificate; a client pinning the old one is turned away.
+    let (after, _) = tls_client(&h).await;
+    after.simple_query("SELECT 1").await.unwrap();
+    let old_path = h.dir.path().join("old.crt");
+    std::fs::write(&old_path, &old_cert).unwrap();
+    let conninfo = h
+        .conninfo(harness::USER, harness::PASSWORD)
+        .replace("sslmode=disable", "sslmode=require");
+    assert!(
+        tokio_postgres::connect(&conninfo, connector(&old_path))
+            .await
+            .is_err()
+    );
+    // The session from before the reload carries on.
+    before.simple_query("SELECT 1").await.unwrap();
+
+    // A broken file leaves the current certificate in force.
+    std::fs::write(h.cert_path(), "not a certificate").unwrap();
+    assert!(!pgward::server::reload_tls(&h.shared));
+    std::fs::write(h.cert_path(), fresh.cert.pem()).unwrap();
+    let (again, _) = tls_client(&h).await;
+    again.simple_query("SELECT 1").await.unwrap();
+}
