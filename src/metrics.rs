@@ -34,6 +34,10 @@ pub struct Metrics {
     pub bytes_from_clients: IntCounter,
     /// Bytes relayed, server to client.
     pub bytes_to_clients: IntCounter,
+    /// Protocol messages from clients dealt with (forwarded, replaced or refused).
+    pub frames_from_clients: IntCounter,
+    /// Protocol messages from the server dealt with.
+    pub frames_to_clients: IntCounter,
     /// Values masked in result rows, by mask rule (and `detector:KIND` for content detectors).
     pub masked_values: IntCounterVec,
     /// pgward's own time per client message batch: from its last byte read to its forwarding.
@@ -130,6 +134,14 @@ impl Metrics {
             ]),
         )?;
         registry.register(Box::new(approval_wait.clone()))?;
+        let frames_from_clients = counter(
+            "pgward_client_messages_total",
+            "Protocol messages from clients dealt with (forwarded, replaced or refused)",
+        )?;
+        let frames_to_clients = counter(
+            "pgward_server_messages_total",
+            "Protocol messages from the server dealt with (forwarded or rewritten)",
+        )?;
         let masked_values = vec(
             "pgward_masked_values_total",
             "Values masked in result rows, by mask rule (detector:KIND for content detectors)",
@@ -174,6 +186,8 @@ impl Metrics {
             "Sessions served by a pooled server connection",
         )?;
         Ok(Metrics {
+            frames_from_clients,
+            frames_to_clients,
             masked_values,
             added_latency,
             audit_records,

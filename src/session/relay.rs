@@ -88,6 +88,8 @@ pub struct Pump {
     scratch: BytesMut,
     /// Counts the bytes read from the source, when metrics are kept.
     bytes: Option<prometheus::IntCounter>,
+    /// Frames dealt with (forwarded, replaced or refused), when counted.
+    frames: Option<prometheus::IntCounter>,
     /// Time from read to forward, when measured (client to server only).
     latency: Option<prometheus::Histogram>,
     /// When the last read completed, while its bytes are not yet all forwarded.
@@ -174,12 +176,18 @@ impl Pump {
             bytes: None,
             latency: None,
             read_at: None,
+            frames: None,
         }
     }
 
     /// Counts the bytes read from the source in `counter`.
     pub fn count_bytes(&mut self, counter: prometheus::IntCounter) {
         self.bytes = Some(counter);
+    }
+
+    /// Counts the frames dealt with in `counter`.
+    pub fn count_frames(&mut self, counter: prometheus::IntCounter) {
+        self.frames = Some(counter);
     }
 
     /// Observes, in `histogram`, the time from the read that completed a batch of messages to
@@ -402,6 +410,7 @@ impl Pump {
         // `copied`: received bytes already in `out`; `start`: where the current frame begins.
         let (mut copied, mut start) = (0, 0);
         let mut step = Step::Continue;
+        let mut dealt = 0u64;
         while let Some(frame) = frames.next() {
             let frame = frame?;
             let verdict = match &mut self.stage {
@@ -447,6 +456,10 @@ impl Pump {
                 }
             }
             start = frames.consumed();
+            dealt += 1;
+        }
+        if let Some(counter) = &self.frames {
+            counter.inc_by(dealt);
         }
         // Everything before `start` is dealt with; a frame that stopped the walk is not.
         let mut forward = start;
@@ -577,7 +590,9 @@ pub async fn run(
     if let Some(m) = metrics {
         c2s.count_bytes(m.bytes_from_clients.clone());
         c2s.time_forwarding(m.added_latency.clone());
+        c2s.count_frames(m.frames_from_clients.clone());
         s2c.count_bytes(m.bytes_to_clients.clone());
+        s2c.count_frames(m.frames_to_clients.clone());
     }
     let (direction, end) = tokio::select! {
         end = c2s.run() => (Direction::ClientToServer, end),

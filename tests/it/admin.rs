@@ -782,6 +782,8 @@ async fn metrics_cover_latency_masking_audit_and_the_pool() {
     assert_ne!(rows[0].get::<_, String>(0), "123-45-6789");
     assert_eq!(metric_sum(&h, "pgward_masked_values_total").await, 2.0);
     assert!(metric(&h, "pgward_added_latency_seconds_count").await > 0.0);
+    assert!(metric(&h, "pgward_client_messages_total").await >= 5.0);
+    assert!(metric(&h, "pgward_server_messages_total").await >= 5.0);
     crate::assert_eventually!(
         metric(&h, "pgward_audit_records_total").await > 0.0
             && metric(&h, "pgward_audit_write_seconds_count").await > 0.0,
