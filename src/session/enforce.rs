@@ -192,7 +192,8 @@ enum Approved {
     Hold,
     /// Approved: the request and its approvers.
     Run((String, Vec<String>)),
-    Refuse(Denial),
+    /// Refused (rejected, expired, withdrawn, or waiting in retry mode), under this request.
+    Refuse(Denial, Option<String>),
 }
 
 // === impl Refusals ===
@@ -434,7 +435,11 @@ impl ClientStage {
                                 approval = Some(by);
                                 None
                             }
-                            Approved::Refuse(d) => Some(d),
+                            Approved::Refuse(d, request) => {
+                                // Recorded as refused, under the request it waited for.
+                                approval = request.map(|r| (r, Vec::new()));
+                                Some(d)
+                            }
                         }
                     }
                 };
@@ -555,7 +560,11 @@ impl ClientStage {
                                     approval = Some(by);
                                     None
                                 }
-                                Approved::Refuse(d) => Some(d),
+                                Approved::Refuse(d, request) => {
+                                    // Recorded as refused, under the request it waited for.
+                                    approval = request.map(|r| (r, Vec::new()));
+                                    Some(d)
+                                }
                             }
                         }
                         // Prepared before the rules asked for approval: its text was not kept.
@@ -711,12 +720,16 @@ impl ClientStage {
                 rule,
                 message,
                 hint,
-            }) => Approved::Refuse(Denial {
-                code,
-                rule,
-                message,
-                hint,
-            }),
+                request,
+            }) => Approved::Refuse(
+                Denial {
+                    code,
+                    rule,
+                    message,
+                    hint,
+                },
+                request,
+            ),
             None => {
                 self.holds.set_roles(&self.rules.current().roles);
                 self.holds.pending = Some(Pending {

@@ -62,6 +62,8 @@ pub enum Outcome {
         message: String,
         /// The HINT.
         hint: String,
+        /// The approval request it was refused under, when one was made.
+        request: Option<String>,
     },
 }
 
@@ -201,6 +203,7 @@ impl Holds {
         };
         let id = ticket.request.id();
         Outcome::Refuse {
+            request: Some(id.to_string()),
             code: SqlState::INSUFFICIENT_PRIVILEGE,
             rule: pending.rule.to_string(),
             message: format!(
@@ -265,6 +268,7 @@ impl Holds {
                 }
             }
             Ok(Ended::Rejected { by, reason }) => Outcome::Refuse {
+                request: Some(id.to_string()),
                 code: SqlState::INSUFFICIENT_PRIVILEGE,
                 rule,
                 message: format!("approval request {id} was rejected by {by}: {reason}"),
@@ -272,6 +276,7 @@ impl Holds {
                     .to_owned(),
             },
             Ok(Ended::Expired) => Outcome::Refuse {
+                request: Some(id.to_string()),
                 code: SqlState::INSUFFICIENT_PRIVILEGE,
                 rule,
                 message: format!(
@@ -284,6 +289,7 @@ impl Holds {
                 ),
             },
             Ok(Ended::Withdrawn) => Outcome::Refuse {
+                request: Some(id.to_string()),
                 code: SqlState::QUERY_CANCELED,
                 rule,
                 message: "canceling statement due to user request".to_owned(),
@@ -311,6 +317,7 @@ impl Holds {
 fn unavailable(rule: &RuleId, e: &crate::approval::StoreError) -> Outcome {
     warn!(error = %e, "Approval store unavailable; statement refused");
     Outcome::Refuse {
+        request: None,
         code: SqlState::INSUFFICIENT_PRIVILEGE,
         rule: rule.to_string(),
         message: format!(

@@ -127,6 +127,32 @@ async fn a_sessions_records_match_what_it_did() {
     assert_eq!(decided.0, Decided::Approved);
     let (n, dave) = held.await.unwrap();
     assert_eq!(n, 1);
+    // Another, rejected by carol: refused, and recorded under its request.
+    let held = tokio::spawn(async move {
+        let e = dave
+            .execute("DELETE FROM orders WHERE id = $1", &[&1i32])
+            .await
+            .unwrap_err();
+        (e, dave)
+    });
+    assert_eventually!(
+        !approvals.list(true).await.unwrap().is_empty(),
+        "the second held write"
+    );
+    let rejected = approvals.list(true).await.unwrap().remove(0);
+    approvals
+        .decide(
+            rejected.request.id(),
+            Party::new("carol", vec!["dba".to_owned()]),
+            Verdict::Reject {
+                reason: "not today".to_owned(),
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let (e, dave) = held.await.unwrap();
+    assert_eq!(e.code().unwrap().code(), "42501");
     drop(dave);
     conn.await.unwrap().unwrap();
 
@@ -176,8 +202,19 @@ async fn a_sessions_records_match_what_it_did() {
             ("SELECT 1/0", "allow", Some("22012"), None),
             ("DROP TABLE orders", "deny", Some("42501"), None),
             ("DELETE FROM orders WHERE id = $1", "approve", None, Some(1)),
+            (
+                "DELETE FROM orders WHERE id = $1",
+                "deny",
+                Some("42501"),
+                None
+            ),
         ]
     );
+    assert_eq!(
+        done[5].0.approval_request.as_deref(),
+        Some(rejected.request.id().as_str())
+    );
+    assert!(done[5].0.approvers.is_empty());
     let (select, select_outcome) = &done[0];
     assert_eq!(select.class, "read");
     assert_eq!(select.tables, ["public.orders"]);
