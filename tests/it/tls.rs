@@ -220,3 +220,60 @@ async fn certificates_are_reloaded_without_dropping_sessions() {
     let (again, _) = tls_client(&h).await;
     again.simple_query("SELECT 1").await.unwrap();
 }
+
+#[tokio::test]
+async fn sighup_reloads_the_certificate_of_a_running_pgward() {
+    use crate::support::process;
+    let dir = tempfile::tempdir().unwrap();
+    let write_cert = |name: &str| {
+        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        std::fs::write(dir.path().join("server.crt"), cert.cert.pem()).unwrap();
+        std::fs::write(
+            dir.path().join("server.key"),
+            cert.signing_key.serialize_pem(),
+        )
+        .unwrap();
+        let kept = dir.path().join(name);
+        std::fs::write(&kept, cert.cert.pem()).unwrap();
+        kept
+    };
+    let first = write_cert("first.crt");
+    let port = process::free_port();
+    process::write_config(
+        dir.path(),
+        port,
+        &[(harness::USER, harness::PASSWORD)],
+        harness::ALLOW_ALL,
+        "[tls]\nmode = \"require\"\ncert = \"server.crt\"\nkey = \"server.key\"\n",
+    );
+    let mut pgward = process::serve(dir.path(), port).await;
+    let conninfo = format!(
+        "host=127.0.0.1 port={port} user={} password={} dbname=postgres sslmode=require",
+        harness::USER,
+        harness::PASSWORD
+    );
+    let connect = |cert: std::path::PathBuf| {
+        let conninfo = conninfo.clone();
+        async move {
+            let (c, conn) = tokio_postgres::connect(&conninfo, connector(&cert)).await?;
+            tokio::spawn(conn);
+            Ok::<_, tokio_postgres::Error>(c)
+        }
+    };
+    let before = connect(first.clone()).await.unwrap();
+
+    let second = write_cert("second.crt");
+    let pid = pgward.id().unwrap().to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    crate::assert_eventually!(
+        connect(second.clone()).await.is_ok(),
+        "the new certificate served after SIGHUP"
+    );
+    assert!(connect(first).await.is_err());
+    before.simple_query("SELECT 1").await.unwrap();
+    pgward.kill().await.unwrap();
+}
