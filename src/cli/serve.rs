@@ -37,6 +37,7 @@ pub fn run(config_path: &Path, log_format: super::LogFormat) -> anyhow::Result<E
             _ = terminate.recv() => tracing::warn!("Second SIGTERM: stopping now"),
         }
         // What is queued is written and the last file's head signed.
+        shared.pools.close_idle().await;
         if let Some(log) = shared.audit.clone()
             && let Err(e) = log.close().await
         {

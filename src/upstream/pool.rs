@@ -233,6 +233,21 @@ impl Pools {
         });
     }
 
+    /// Ends every idle pooled server session with Terminate (at shutdown, so the server logs a
+    /// clean disconnect rather than an unexpected EOF).
+    pub async fn close_idle(&self) {
+        let removed: Vec<Connected> = {
+            let pools = self.pools.lock().unwrap_or_else(PoisonError::into_inner);
+            pools
+                .values()
+                .flat_map(|k| k.pool.retain(|_, _| false).removed)
+                .collect()
+        };
+        for conn in removed {
+            close(conn).await;
+        }
+    }
+
     /// Reaps every few seconds, for as long as pgward runs.
     pub async fn reap_forever(self: Arc<Self>) {
         let every =
