@@ -164,7 +164,7 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
         "INSERT 0 1",
     )
     .await;
-    // The rejected write is logged as refused; its request's events are listed with the session.
+    // The rejected write is logged as refused, under its request, with that request's events.
     let rejected = "[data-testid=timeline-statement][data-seq='3']";
     b.wait_for_text(
         &format!("{rejected} [data-testid=statement-decision]"),
@@ -177,7 +177,7 @@ async fn an_approver_approves_in_the_console_and_an_auditor_sees_it() {
     )
     .await;
     b.wait_for_text(
-        "[data-testid=timeline-events]",
+        &format!("{rejected} [data-testid=statement-approval]"),
         "rejected by dora: not during the sale",
     )
     .await;
