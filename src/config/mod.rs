@@ -477,25 +477,37 @@ impl Config {
     /// # Errors
     /// As [`Config::load`], for the file's shape and its `[audit]` section.
     pub fn load_audit(path: &Path) -> Result<Option<Audit>, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let file = path.display().to_string();
-        let base = path.parent().unwrap_or(Path::new("."));
-        let at = Locator {
-            file: &file,
-            text: &text,
-        };
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| Error::Invalid {
-            file: file.clone(),
-            line: e.span().map_or(0, |s| at.line(s.start)),
-            key: String::new(),
-            message: e.message().to_owned(),
-        })?;
-        let data_dir = raw.data_dir.as_ref().map(|d| base.join(d.get_ref()));
-        audit(raw.audit.as_ref(), data_dir.as_deref(), base, &at)
+        load_section(path, |raw, data_dir, base, at| {
+            audit(raw.audit.as_ref(), data_dir, base, at)
+        })
     }
+}
+
+/// Reads the file at `path` for one section's sake: its shape is checked, the section is
+/// validated by `section` (given the raw file, `data_dir`, the base directory and a locator),
+/// and nothing else is resolved.
+fn load_section<T>(
+    path: &Path,
+    section: impl FnOnce(&RawConfig, Option<&Path>, &Path, &Locator<'_>) -> Result<T, Error>,
+) -> Result<T, Error> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let file = path.display().to_string();
+    let base = path.parent().unwrap_or(Path::new("."));
+    let at = Locator {
+        file: &file,
+        text: &text,
+    };
+    let raw: RawConfig = toml::from_str(&text).map_err(|e| Error::Invalid {
+        file: file.clone(),
+        line: e.span().map_or(0, |s| at.line(s.start)),
+        key: String::new(),
+        message: e.message().to_owned(),
+    })?;
+    let data_dir = raw.data_dir.as_ref().map(|d| base.join(d.get_ref()));
+    section(&raw, data_dir.as_deref(), base, &at)
 }
 
 /// Validates `[audit]`: batched by default when there is a data directory, off otherwise.
@@ -661,24 +673,9 @@ impl Config {
     /// # Errors
     /// As [`Config::load`], for the file's shape and its `[token]` section.
     pub fn load_token(path: &Path) -> Result<Option<TokenSettings>, Error> {
-        let text = std::fs::read_to_string(path).map_err(|source| Error::Read {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let file = path.display().to_string();
-        let base = path.parent().unwrap_or(Path::new("."));
-        let at = Locator {
-            file: &file,
-            text: &text,
-        };
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| Error::Invalid {
-            file: file.clone(),
-            line: e.span().map_or(0, |s| at.line(s.start)),
-            key: String::new(),
-            message: e.message().to_owned(),
-        })?;
-        let data_dir = raw.data_dir.as_ref().map(|d| base.join(d.get_ref()));
-        token(raw.token.as_ref(), data_dir.as_deref(), base, &at)
+        load_section(path, |raw, data_dir, base, at| {
+            token(raw.token.as_ref(), data_dir, base, at)
+        })
     }
 }
 

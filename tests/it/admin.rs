@@ -682,17 +682,23 @@ async fn readiness_names_what_fails() {
     assert_eq!(status, StatusCode::OK);
 }
 
-/// The value of the sample `name` (with its labels, as rendered) in `/metrics`, or 0.
-async fn metric(h: &Running, name: &str) -> f64 {
-    let text = http()
+/// `/metrics`, as text.
+async fn metrics_text(h: &Running) -> String {
+    http()
         .get(format!("{}/metrics", h.admin_url()))
         .send()
         .await
         .unwrap()
         .text()
         .await
-        .unwrap();
-    text.lines()
+        .unwrap()
+}
+
+/// The value of the sample `name` (with its labels, as rendered) in `/metrics`, or 0.
+async fn metric(h: &Running, name: &str) -> f64 {
+    metrics_text(h)
+        .await
+        .lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
 }
@@ -739,15 +745,9 @@ async fn metrics_count_connections_statements_and_refusals() {
 
 /// The sum of every sample of the metric family `name` (all label sets) in `/metrics`.
 async fn metric_sum(h: &Running, name: &str) -> f64 {
-    let text = http()
-        .get(format!("{}/metrics", h.admin_url()))
-        .send()
+    metrics_text(h)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    text.lines()
+        .lines()
         .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()

@@ -249,22 +249,10 @@ async fn a_client_certificate_from_the_ca_names_the_identity_and_others_are_refu
         cert.display(),
         key.display()
     );
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("psql")
-            .arg(conninfo)
-            .args(["-X", "-A", "-t", "-w", "-c", "SELECT 40 + 2"])
-            .env_remove("PGSERVICE")
-            .output()
-            .expect("psql runs")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        crate::support::psql_value(conninfo, "SELECT 40 + 2", Vec::new()).await,
+        "42"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
 
 #[tokio::test]

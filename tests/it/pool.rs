@@ -19,6 +19,19 @@ async fn setting(c: &tokio_postgres::Client, name: &str) -> String {
         .get(0)
 }
 
+/// Waits until the server process `pid` is gone from `pg_stat_activity`.
+async fn wait_backend_gone(h: &Running, pid: i32, what: &str) {
+    let direct = pg::direct(&h.database).await;
+    crate::assert_eventually!(
+        direct
+            .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
+            .await
+            .unwrap()
+            .is_empty(),
+        what
+    );
+}
+
 /// Drops a client (tokio-postgres sends Terminate) and waits until pgward pooled its server
 /// connection: `idle` connections are then waiting.
 async fn leave_and_wait_pooled(h: &Running, c: tokio_postgres::Client, idle: usize) {
@@ -128,15 +141,12 @@ async fn a_session_that_leaves_mid_transaction_is_rolled_back_and_never_reused()
         .await
         .unwrap();
     drop(c);
-    let direct = pg::direct(&h.database).await;
-    crate::assert_eventually!(
-        direct
-            .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .await
-            .unwrap()
-            .is_empty(),
-        "the server connection of the abandoned transaction to close"
-    );
+    wait_backend_gone(
+        &h,
+        pid,
+        "the server connection of the abandoned transaction to close",
+    )
+    .await;
     assert_eq!(pg::count(&h.database, "t").await, 0);
     assert_eq!(h.shared.pools.idle(), 0);
     let c = h.client().await;
@@ -149,19 +159,12 @@ async fn a_connection_terminated_while_idle_is_replaced() {
     let c = h.client().await;
     let pid = backend_pid(&c).await;
     leave_and_wait_pooled(&h, c, 1).await;
-    let direct = pg::direct(&h.database).await;
-    direct
+    pg::direct(&h.database)
+        .await
         .execute("SELECT pg_terminate_backend($1)", &[&pid])
         .await
         .unwrap();
-    crate::assert_eventually!(
-        direct
-            .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .await
-            .unwrap()
-            .is_empty(),
-        "the backend to exit"
-    );
+    wait_backend_gone(&h, pid, "the backend to exit").await;
     let c = h.client().await;
     assert_ne!(backend_pid(&c).await, pid);
     c.simple_query("SELECT 1").await.unwrap();
@@ -196,15 +199,12 @@ async fn pooling_can_be_switched_off_for_a_role() {
     let c = h.client().await;
     let pid = backend_pid(&c).await;
     drop(c);
-    let direct = pg::direct(&h.database).await;
-    crate::assert_eventually!(
-        direct
-            .query("SELECT 1 FROM pg_stat_activity WHERE pid = $1", &[&pid])
-            .await
-            .unwrap()
-            .is_empty(),
-        "the unpooled server connection to close with its session"
-    );
+    wait_backend_gone(
+        &h,
+        pid,
+        "the unpooled server connection to close with its session",
+    )
+    .await;
     assert_eq!(h.shared.pools.idle(), 0);
     let c = h.client().await;
     assert_ne!(backend_pid(&c).await, pid);

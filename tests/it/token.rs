@@ -191,23 +191,10 @@ async fn oidc_tokens_log_in_over_tls_and_their_groups_become_roles() {
         .conninfo("ana", "")
         .replace("password= ", "")
         .replace("sslmode=disable", "sslmode=require");
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new("psql")
-            .arg(conninfo)
-            .args(["-X", "-A", "-t", "-w", "-c", "SELECT 6 * 7"])
-            .env("PGPASSWORD", token)
-            .env_remove("PGSERVICE")
-            .output()
-            .expect("psql runs")
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        crate::support::psql_value(conninfo, "SELECT 6 * 7", vec![("PGPASSWORD", token)]).await,
+        "42"
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "42");
 }
 
 #[tokio::test]

@@ -8,6 +8,32 @@ pub mod wire;
 
 pub use harness::{Harness, Running};
 
+/// Runs `psql -X -A -t -w -c SQL` on `conninfo` (with extra environment variables) and
+/// returns its output, trimmed; panics with psql's stderr when it fails.
+pub async fn psql_value(
+    conninfo: String,
+    sql: &'static str,
+    env: Vec<(&'static str, String)>,
+) -> String {
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("psql")
+            .arg(conninfo)
+            .args(["-X", "-A", "-t", "-w", "-c", sql])
+            .envs(env)
+            .env_remove("PGSERVICE")
+            .output()
+            .expect("psql runs")
+    })
+    .await
+    .expect("psql task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
 /// Waits for a condition, polling, for at most ten seconds; panics with `what` otherwise.
 #[macro_export]
 macro_rules! assert_eventually {
