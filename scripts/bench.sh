@@ -8,7 +8,8 @@
 #   ONLY=mask MASK_ROWS=1000000 scripts/bench.sh   # only the masking section
 #   ONLY=hold HOLD=100 scripts/bench.sh            # only the held-sessions section
 #   ONLY=audit scripts/bench.sh                     # only the audit section (off/batched/strict)
-#   ONLY=connect scripts/bench.sh                   # only connect-per-transaction (pgbench -S -C)
+#   ONLY=connect scripts/bench.sh                   # only connect-per-transaction (pgbench -S -C;
+#                                                     CONNECT_MODE=prepared for -M prepared)
 #
 # Needs: initdb/pg_ctl/pgbench (postgresql), pgbouncer, cargo. Installs nothing itself except
 # when run with INSTALL=1 (apt-get).
@@ -202,7 +203,7 @@ echo "pgbench -S -C (a connection per transaction): $CLIENTS clients, ${SECS}s p
 declare -A CONN
 for r in $(seq "$ROUNDS"); do
   for t in "${targets[@]}"; do
-    v=$(run_pgbench -n -S -C -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres)
+    v=$(run_pgbench -n -S -C -M "${CONNECT_MODE:-simple}" -c "$CLIENTS" -j "$JOBS" -T "$SECS" -h 127.0.0.1 -p "${PORT[$t]}" -U bench postgres)
     CONN[$t]="${CONN[$t]:-} $v"
     printf '  round %s connect   %-10s %10.0f tps\n' "$r" "$t" "$v"
   done
