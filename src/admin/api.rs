@@ -384,17 +384,12 @@ impl Api {
         {
             match verifier.verify_bearer(token) {
                 Ok(v) => {
-                    let groups: Vec<String> = v
-                        .groups
-                        .iter()
-                        .map(|g| g.strip_prefix("group:").unwrap_or(g).to_owned())
-                        .collect();
                     // As in sessions: the token's roles and groups, never the identities file's.
                     let roles = self
                         .shared
                         .rules
                         .current()
-                        .roles_for(&v.name, &v.roles, &groups);
+                        .roles_for(&v.name, &v.roles, &v.groups);
                     return Ok(Caller {
                         party: Party::new(v.name, roles),
                         credential: Credential::Token,

@@ -11,7 +11,7 @@
 //!   any signature check. Signatures are checked by `jsonwebtoken`, never here.
 //! - The issuer picks the trust domain: a token with the agent issuer is verified with pgward's
 //!   key only, one with the OIDC issuer with the issuer's key set only. Only agent tokens carry
-//!   roles (`roles` claim); OIDC tokens only get groups (`group:NAME`), whatever they claim.
+//!   roles (`roles` claim); OIDC tokens only get groups (members `group:NAME`), whatever they claim.
 //! - `exp` is required; `exp`, `nbf`, `iss`, `aud` and the user claim are checked after the
 //!   signature, with the configured leeway.
 //! - Verification never does I/O: the key set is read from memory ([`super::jwks`]).
@@ -34,8 +34,6 @@ use crate::proto::{Severity, Side, SqlState, ToErrorResponse};
 
 /// Tokens longer than this are refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
-/// Prefix of the pgward role each token group becomes.
-pub const GROUP_ROLE_PREFIX: &str = "group:";
 /// Longest string taken from a token that an error shows.
 const SHOWN_MAX: usize = 64;
 
@@ -192,7 +190,8 @@ pub enum TokenKind {
 pub struct VerifiedToken {
     /// The identity: the startup user, which the token's user claim equals.
     pub name: String,
-    /// The token's groups, each as the pgward role `group:NAME` (OIDC tokens only).
+    /// The token's groups as the IdP names them (OIDC tokens only); rules make them role
+    /// members as `group:NAME` ([`RuleSet::roles_for`](crate::policy::RuleSet::roles_for)).
     pub groups: Vec<String>,
     /// Roles named by the token (agent tokens only).
     pub roles: Vec<String>,
@@ -522,10 +521,7 @@ impl TokenVerifier {
         let exp = self.check_times(claims, now)?;
         check_audience(claims, &oidc.audience)?;
         let name = check_user(claims, oidc.user_claim.name(), startup_user)?;
-        let groups = strings(claims, &oidc.groups_claim)?
-            .into_iter()
-            .map(|g| format!("{GROUP_ROLE_PREFIX}{g}"))
-            .collect();
+        let groups = strings(claims, &oidc.groups_claim)?;
         Ok(VerifiedToken {
             name,
             groups,

@@ -247,10 +247,11 @@ fn token_errors_name_the_key() {
 
 #[test]
 fn the_production_sample_is_valid() {
+    let secrets = ["upstream-s3cret", "agent-s3cret", "readonly-s3cret"];
     let env = HashMap::from([
-        ("PGWARD_UPSTREAM_PASSWORD".to_owned(), "a".to_owned()),
-        ("APP_AGENT_PASSWORD".to_owned(), "b".to_owned()),
-        ("APP_READONLY_PASSWORD".to_owned(), "c".to_owned()),
+        ("PGWARD_UPSTREAM_PASSWORD".to_owned(), secrets[0].to_owned()),
+        ("APP_AGENT_PASSWORD".to_owned(), secrets[1].to_owned()),
+        ("APP_READONLY_PASSWORD".to_owned(), secrets[2].to_owned()),
     ]);
     let c = Config::parse(
         include_str!("../../docs/pgward.production.toml"),
@@ -263,7 +264,17 @@ fn the_production_sample_is_valid() {
     assert!(c.tls.client_certs.is_some());
     assert_eq!(c.pool.max_size, 40);
     assert_eq!(c.upstream.logins.len(), 2);
-    assert!(!format!("{c:?}").contains("APP_AGENT_PASSWORD\": \"b"));
+    assert_eq!(
+        c.upstream.logins["app_agent"].as_ref().map(Secret::expose),
+        Some(secrets[1])
+    );
+    let shown = format!("{c:?}");
+    for secret in secrets {
+        assert!(
+            !shown.contains(secret),
+            "{secret} in the config's Debug output"
+        );
+    }
 }
 
 #[test]

@@ -200,16 +200,7 @@ async fn authenticate_and_connect(
         passthrough,
     };
     let login = identity::upstream_login(upstream_cfg, &rules, &roles);
-    let pooled = shared.pools.settings().enabled
-        && !shared
-            .pools
-            .settings()
-            .exclude_databases
-            .iter()
-            .any(|g| g.is_match(&client_db))
-        && !roles
-            .iter()
-            .any(|r| shared.pools.settings().exclude_roles.contains(r));
+    let pooled = shared.pools.pools_session(&client_db, &roles);
     let upstream_user = login.user.clone();
     let mut lease = match shared.pools.acquire(login, params, pooled).await {
         Ok(lease) => lease,

@@ -139,11 +139,7 @@ pub(super) async fn by_token(
             Ok(Some(Identity {
                 name: v.name,
                 roles: v.roles,
-                groups: v
-                    .groups
-                    .iter()
-                    .map(|g| g.strip_prefix("group:").unwrap_or(g).to_owned())
-                    .collect(),
+                groups: v.groups,
                 method: AuthMethod::Token,
             }))
         }

@@ -27,7 +27,7 @@ use super::enforce::Verdict;
 use super::recorder::{Audited, Recorder};
 use super::rules::LiveRules;
 use crate::mask::{self, CopyFormat, CopyMasker, Detectors, MaskPlan, RowDescriptionView};
-use crate::policy::RuleSet;
+use crate::policy::{DetectorKind, RuleSet};
 use crate::proto::{ErrorFields, Frame, MessageReader, SqlState, cstr, tag};
 use crate::sql::{
     Analysis, ColumnSource, Flag, OutputColumn, StatementClass, StatementProfile, TableName,
@@ -190,6 +190,8 @@ struct MaskCounters {
     metrics: Arc<crate::metrics::Metrics>,
     rules: Option<Arc<RuleSet>>,
     by_rule: Vec<prometheus::IntCounter>,
+    /// `detector:KIND`, in [`DetectorKind::ALL`] order.
+    by_detector: [prometheus::IntCounter; DetectorKind::ALL.len()],
 }
 
 /// Why a result can't be passed on.
@@ -220,11 +222,10 @@ impl MaskCounters {
                 c.inc();
             }
         }
-        if let mask::Applied::Detected { kind, .. } = applied {
-            self.metrics
-                .masked_values
-                .with_label_values(&[&format!("detector:{kind:?}")])
-                .inc();
+        if let mask::Applied::Detected { kind, .. } = applied
+            && let Some(i) = DetectorKind::ALL.iter().position(|k| *k == kind)
+        {
+            self.by_detector[i].inc();
         }
     }
 }
@@ -532,10 +533,16 @@ impl ResultMasker {
 
     /// Counts masked values by rule in `metrics`.
     pub fn count_with(&mut self, metrics: Arc<crate::metrics::Metrics>) {
+        let by_detector = DetectorKind::ALL.map(|k| {
+            metrics
+                .masked_values
+                .with_label_values(&[&format!("detector:{}", k.as_str())])
+        });
         self.mask_counters = Some(MaskCounters {
             metrics,
             rules: None,
             by_rule: Vec::new(),
+            by_detector,
         });
     }
 

@@ -126,9 +126,13 @@ impl Pools {
         }
     }
 
-    /// The pool settings.
-    pub fn settings(&self) -> &PoolSettings {
-        &self.settings
+    /// Whether a session on client database `database` with `roles` takes a pooled connection:
+    /// pooling is on and neither is excluded.
+    pub fn pools_session(&self, database: &str, roles: &[String]) -> bool {
+        let s = &self.settings;
+        s.enabled
+            && !s.exclude_databases.iter().any(|g| g.is_match(database))
+            && !roles.iter().any(|r| s.exclude_roles.contains(r))
     }
 
     /// Server connections waiting in a pool for a session.
@@ -137,7 +141,8 @@ impl Pools {
         pools.values().map(|k| k.pool.status().available).sum()
     }
 
-    /// A server connection for a session: a pooled one when `pooled`, else a new one.
+    /// A server connection for a session: a pooled one when `pooled` (see
+    /// [`Pools::pools_session`]), else a new one.
     ///
     /// # Errors
     /// [`Error::PoolExhausted`] when no pooled connection came free within `acquire_timeout`;
@@ -148,7 +153,7 @@ impl Pools {
         params: StartupParams,
         pooled: bool,
     ) -> Result<Lease, Error> {
-        if !pooled || !self.settings.enabled {
+        if !pooled {
             let mut conn = connect(&self.upstream, self.tls.as_ref(), &login, &params).await?;
             count_open(&self.metrics, &mut conn);
             return Ok(Lease::Direct(Box::new(conn)));
@@ -300,10 +305,9 @@ impl Lease {
             (Lease::Pooled(mut obj), Some(mut server)) => match reset(&mut server).await {
                 Ok(()) => obj.server = Some(server),
                 Err(e) => {
+                    // Taken out of the pool, the connection closes as it is dropped.
                     debug!(error = %e, "Server connection not reusable; closing it");
-                    let conn = Object::take(obj);
-                    drop(server);
-                    drop(conn);
+                    drop(Object::take(obj));
                 }
             },
             (Lease::Pooled(obj), None) => drop(Object::take(obj)),

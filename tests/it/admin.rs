@@ -757,7 +757,8 @@ async fn metric_sum(h: &Running, name: &str) -> f64 {
 async fn metrics_cover_latency_masking_audit_and_the_pool() {
     let state = tempfile::tempdir().unwrap();
     let rules = format!(
-        "{}\n[[masks]]\nroles = [\"everyone\"]\ncolumns = [\"people.ssn\"]\nstrategy = \"redact\"\n",
+        "{}\n[[masks]]\nroles = [\"everyone\"]\ncolumns = [\"people.ssn\"]\nstrategy = \"redact\"\n\
+         [[detectors]]\nroles = [\"everyone\"]\nkinds = [\"email\"]\nstrategy = \"redact\"\n",
         harness::ALLOW_ALL
     );
     let h = Harness::new()
@@ -781,6 +782,18 @@ async fn metrics_cover_latency_masking_audit_and_the_pool() {
     assert_eq!(rows.len(), 2);
     assert_ne!(rows[0].get::<_, String>(0), "123-45-6789");
     assert_eq!(metric_sum(&h, "pgward_masked_values_total").await, 2.0);
+    // A value no column rule names, found by the e-mail detector.
+    let found: String = c
+        .query_one("SELECT 'someone@example.com'::text", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_ne!(found, "someone@example.com");
+    assert_eq!(
+        metric(&h, "pgward_masked_values_total{rule=\"detector:email\"}").await,
+        1.0
+    );
+    assert_eq!(metric_sum(&h, "pgward_masked_values_total").await, 3.0);
     assert!(metric(&h, "pgward_added_latency_seconds_count").await > 0.0);
     assert!(metric(&h, "pgward_client_messages_total").await >= 5.0);
     assert!(metric(&h, "pgward_server_messages_total").await >= 5.0);

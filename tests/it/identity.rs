@@ -7,7 +7,7 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_postgres::error::SqlState;
 
 use crate::support::wire::{self, RawClient};
-use crate::support::{Harness, Running, harness, pg};
+use crate::support::{Harness, Running, fatal, harness, pg};
 
 /// A test CA that signs client certificates.
 struct Ca {
@@ -79,15 +79,6 @@ impl ClientCert {
     }
 }
 
-/// The FATAL a client gets for a refused login.
-fn refusal(e: &tokio_postgres::Error) -> (SqlState, String) {
-    let db = e
-        .as_db_error()
-        .unwrap_or_else(|| panic!("a server error, got {e}"));
-    assert_eq!(db.severity(), "FATAL");
-    (db.code().clone(), db.message().to_owned())
-}
-
 #[tokio::test]
 async fn auth_entries_pick_the_method_and_nothing_matched_is_refused() {
     let h = Harness::new()
@@ -126,7 +117,7 @@ method = "scram"
     ] {
         let e = h.client_as(user, pw).await.unwrap_err();
         assert_eq!(
-            refusal(&e),
+            fatal(&e),
             (
                 SqlState::INVALID_AUTHORIZATION_SPECIFICATION,
                 format!("authentication failed for user \"{user}\"")
@@ -140,7 +131,7 @@ method = "scram"
     let Err(e) = tokio_postgres::connect(&other_db, tokio_postgres::NoTls).await else {
         panic!("a database outside the entry's globs was served");
     };
-    assert_eq!(refusal(&e).0, SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
+    assert_eq!(fatal(&e).0, SqlState::INVALID_AUTHORIZATION_SPECIFICATION);
     h.client().await.simple_query("SELECT 1").await.unwrap();
 }
 
@@ -192,13 +183,8 @@ async fn a_client_certificate_from_the_ca_names_the_identity_and_others_are_refu
     let files = tempfile::tempdir().unwrap();
     let ca = Ca::new("pgward test client CA");
     let h = cert_harness(&ca, files.path()).await;
-    let tls_conninfo = |user: &str| {
-        h.conninfo(user, "")
-            .replace("sslmode=disable", "sslmode=require")
-            .replace("password= ", "")
-    };
     let connect = |user: &str, cert: Option<&ClientCert>| {
-        let conninfo = tls_conninfo(user);
+        let conninfo = h.tls_conninfo(user);
         let tls = crate::tls::connector_presenting(&h.cert_path(), cert.map(ClientCert::rustls));
         async move {
             let (c, conn) = tokio_postgres::connect(&conninfo, tls).await?;
@@ -229,15 +215,15 @@ async fn a_client_certificate_from_the_ca_names_the_identity_and_others_are_refu
     let e = connect("svc-report", Some(&stranger))
         .await
         .expect_err("refused");
-    assert_eq!(refusal(&e), expected("svc-report"));
+    assert_eq!(fatal(&e), expected("svc-report"));
     // A good certificate naming someone else.
     let e = connect("mallory", Some(&good)).await.expect_err("refused");
-    assert_eq!(refusal(&e), expected("mallory"));
+    assert_eq!(fatal(&e), expected("mallory"));
     // No certificate over TLS, and plaintext.
     let e = connect("svc-report", None).await.expect_err("refused");
-    assert_eq!(refusal(&e), expected("svc-report"));
+    assert_eq!(fatal(&e), expected("svc-report"));
     let e = h.client_as("svc-report", "unused-pw").await.unwrap_err();
-    assert_eq!(refusal(&e), expected("svc-report"));
+    assert_eq!(fatal(&e), expected("svc-report"));
     // SCRAM identities are untouched by the certificate entry.
     h.client().await.simple_query("SELECT 1").await.unwrap();
 
@@ -245,7 +231,7 @@ async fn a_client_certificate_from_the_ca_names_the_identity_and_others_are_refu
     let (cert, key) = good.write(files.path(), "svc");
     let conninfo = format!(
         "{} sslcert={} sslkey={}",
-        tls_conninfo("svc-report"),
+        h.tls_conninfo("svc-report"),
         cert.display(),
         key.display()
     );

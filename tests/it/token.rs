@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio_postgres::error::SqlState;
 
 use crate::support::jwks::JwksServer;
-use crate::support::{Harness, Running};
+use crate::support::{Harness, Running, fatal};
 
 const ISS: &str = "https://idp.test";
 const AUD: &str = "pgward-db";
@@ -129,16 +129,30 @@ method = "scram"
         .await
 }
 
-/// Connects over TLS with `token` as the password.
+/// [`start`] with the issuer's key set in a JWKS file; the state directory lives as long as
+/// the returned `TempDir`.
+async fn start_with_jwks_file(issuer: &Issuer) -> (Running, tempfile::TempDir) {
+    let state = tempfile::tempdir().unwrap();
+    let jwks = state.path().join("jwks.json");
+    std::fs::write(&jwks, issuer.jwks.to_string()).unwrap();
+    let h = start(
+        &format!("[token]\njwks_file = {:?}", jwks.display().to_string()),
+        state.path(),
+    )
+    .await;
+    (h, state)
+}
+
+/// Connects with `token` as the password, over TLS when `tls`.
 async fn connect(
     h: &Running,
     user: &str,
     token: &str,
     tls: bool,
 ) -> Result<tokio_postgres::Client, tokio_postgres::Error> {
-    let mut conninfo = h.conninfo(user, "").replace("password= ", "");
-    if tls {
-        conninfo = conninfo.replace("sslmode=disable", "sslmode=require");
+    let mut conninfo = h.tls_conninfo(user);
+    if !tls {
+        conninfo = conninfo.replace("sslmode=require", "sslmode=disable");
     }
     let config = {
         let mut c: tokio_postgres::Config = conninfo.parse().unwrap();
@@ -152,25 +166,10 @@ async fn connect(
     Ok(c)
 }
 
-fn fatal(e: &tokio_postgres::Error) -> (SqlState, String) {
-    let db = e
-        .as_db_error()
-        .unwrap_or_else(|| panic!("a server error, got {e}"));
-    assert_eq!(db.severity(), "FATAL");
-    (db.code().clone(), db.message().to_owned())
-}
-
 #[tokio::test]
 async fn oidc_tokens_log_in_over_tls_and_their_groups_become_roles() {
     let issuer = Issuer::new();
-    let state = tempfile::tempdir().unwrap();
-    let jwks = state.path().join("jwks.json");
-    std::fs::write(&jwks, issuer.jwks.to_string()).unwrap();
-    let h = start(
-        &format!("[token]\njwks_file = {:?}", jwks.display().to_string()),
-        state.path(),
-    )
-    .await;
+    let (h, _state) = start_with_jwks_file(&issuer).await;
     for (alg, kid) in [(Algorithm::RS256, "rsa"), (Algorithm::ES256, "ec")] {
         let token = issuer.sign(alg, kid, &claims("ana", &["ai-agents"]));
         let c = connect(&h, "ana", &token, true).await.unwrap();
@@ -187,10 +186,7 @@ async fn oidc_tokens_log_in_over_tls_and_their_groups_become_roles() {
 
     // psql sends the token as its password.
     let token = issuer.sign(Algorithm::RS256, "rsa", &claims("ana", &["ai-agents"]));
-    let conninfo = h
-        .conninfo("ana", "")
-        .replace("password= ", "")
-        .replace("sslmode=disable", "sslmode=require");
+    let conninfo = h.tls_conninfo("ana");
     assert_eq!(
         crate::support::psql_value(conninfo, "SELECT 6 * 7", vec![("PGPASSWORD", token)]).await,
         "42"
@@ -200,14 +196,7 @@ async fn oidc_tokens_log_in_over_tls_and_their_groups_become_roles() {
 #[tokio::test]
 async fn every_bad_token_gets_the_same_answer() {
     let issuer = Issuer::new();
-    let state = tempfile::tempdir().unwrap();
-    let jwks = state.path().join("jwks.json");
-    std::fs::write(&jwks, issuer.jwks.to_string()).unwrap();
-    let h = start(
-        &format!("[token]\njwks_file = {:?}", jwks.display().to_string()),
-        state.path(),
-    )
-    .await;
+    let (h, _state) = start_with_jwks_file(&issuer).await;
     let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
     let good = claims("ana", &["ai-agents"]);
     let with = |key: &str, value: Value| {
@@ -291,15 +280,8 @@ async fn every_bad_token_gets_the_same_answer() {
 
 #[tokio::test]
 async fn agent_tokens_from_pgward_token_issue_carry_their_roles() {
-    let state = tempfile::tempdir().unwrap();
     let issuer = Issuer::new();
-    let jwks = state.path().join("jwks.json");
-    std::fs::write(&jwks, issuer.jwks.to_string()).unwrap();
-    let h = start(
-        &format!("[token]\njwks_file = {:?}", jwks.display().to_string()),
-        state.path(),
-    )
-    .await;
+    let (h, state) = start_with_jwks_file(&issuer).await;
     let key_file = state.path().join("token.key");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_pgward"))
         .args([

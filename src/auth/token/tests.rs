@@ -169,7 +169,7 @@ fn good_rs256_es256_and_eddsa_tokens() {
         let t = sign(alg, key, Some(kid), &claims());
         let ok = v.verify_at(&t, "alice", now()).unwrap();
         assert_eq!(ok.name, "alice");
-        assert_eq!(ok.groups, ["group:ai-agents", "group:dba"]);
+        assert_eq!(ok.groups, ["ai-agents", "dba"]);
         assert!(ok.roles.is_empty());
         assert_eq!(ok.issuer, ISS);
         assert_eq!(ok.kind, TokenKind::Oidc);
@@ -495,11 +495,11 @@ fn groups_claim_as_array_or_string() {
         sign(Algorithm::ES256, &k.ec, Some("ec"), &c)
     };
     let ok = v.verify_at(&with(json!("dba")), "alice", now()).unwrap();
-    assert_eq!(ok.groups, ["group:dba"]);
+    assert_eq!(ok.groups, ["dba"]);
     let ok = v
         .verify_at(&with(json!(["a", "", "b", "a"])), "alice", now())
         .unwrap();
-    assert_eq!(ok.groups, ["group:a", "group:b"]);
+    assert_eq!(ok.groups, ["a", "b"]);
     let ok = v.verify_at(&with(json!([])), "alice", now()).unwrap();
     assert!(ok.groups.is_empty());
     assert_eq!(
@@ -523,10 +523,7 @@ fn groups_claim_as_array_or_string() {
     let mut c = claims();
     c["cognito:groups"] = json!(["ops"]);
     let t = sign(Algorithm::ES256, &k.ec, Some("ec"), &c);
-    assert_eq!(
-        v.verify_at(&t, "alice", now()).unwrap().groups,
-        ["group:ops"]
-    );
+    assert_eq!(v.verify_at(&t, "alice", now()).unwrap().groups, ["ops"]);
 }
 
 #[test]
@@ -538,7 +535,7 @@ fn oidc_tokens_never_get_roles_from_a_claim() {
     let t = sign(Algorithm::RS256, &k.rsa, Some("rsa"), &c);
     let ok = v.verify_at(&t, "alice", now()).unwrap();
     assert!(ok.roles.is_empty());
-    assert_eq!(ok.groups, ["group:ai-agents", "group:dba"]);
+    assert_eq!(ok.groups, ["ai-agents", "dba"]);
 }
 
 #[test]

@@ -256,6 +256,16 @@ impl Running {
         )
     }
 
+    /// A libpq-style connection string through pgward over TLS (`sslmode=require`), without a
+    /// password: certificates and tokens say who the client is.
+    pub fn tls_conninfo(&self, user: &str) -> String {
+        format!(
+            "host=127.0.0.1 port={} user={user} dbname={} sslmode=require",
+            self.addr.port(),
+            self.database
+        )
+    }
+
     /// A tokio-postgres client through pgward as the default identity.
     pub async fn client(&self) -> tokio_postgres::Client {
         self.client_as(USER, PASSWORD)

@@ -8,6 +8,15 @@ pub mod wire;
 
 pub use harness::{Harness, Running};
 
+/// The FATAL a client got for a refused connection: its SQLSTATE and message.
+pub fn fatal(e: &tokio_postgres::Error) -> (tokio_postgres::error::SqlState, String) {
+    let db = e
+        .as_db_error()
+        .unwrap_or_else(|| panic!("a server error, got {e}"));
+    assert_eq!(db.severity(), "FATAL");
+    (db.code().clone(), db.message().to_owned())
+}
+
 /// Runs `psql -X -A -t -w -c SQL` on `conninfo` (with extra environment variables) and
 /// returns its output, trimmed; panics with psql's stderr when it fails.
 pub async fn psql_value(
